@@ -1,0 +1,236 @@
+"""Request values built and validated on the caller's side.
+
+Everything here runs before a message crosses to the engine, so bad input
+fails in the caller's thread with a clear error and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from ._exceptions import LocalProtocolError, UnsupportedProtocol
+
+__all__ = ["URL", "HeaderTypes", "Origin", "Request", "build_request"]
+
+HeaderTypes: TypeAlias = (
+    Sequence[tuple[bytes | str, bytes | str]] | Mapping[bytes | str, bytes | str] | None
+)
+
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Scheme, host and port: the key of a connection."""
+
+    scheme: bytes
+    host: bytes
+    port: int
+
+    def __str__(self) -> str:
+        host = self.host.decode("ascii")
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme.decode('ascii')}://{host}:{self.port}"
+
+    @property
+    def authority(self) -> bytes:
+        host = b"[" + self.host + b"]" if b":" in self.host else self.host
+        if _DEFAULT_PORTS.get(self.scheme) == self.port:
+            return host
+        return host + b":" + str(self.port).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class URL:
+    origin: Origin
+    target: bytes
+
+    def __str__(self) -> str:
+        return str(self.origin) + self.target.decode("ascii", "replace")
+
+
+def _to_bytes(value: str | bytes, what: str, encoding: str = "ascii") -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode(encoding)
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"{what} {value!r} is not {encoding}-encodable") from None
+    raise LocalProtocolError(f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+def _encode_host(host: str) -> bytes:
+    if not host:
+        raise UnsupportedProtocol("URL has no host")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}")
+        literal = host[1:-1]
+        try:
+            return ipaddress.IPv6Address(literal.split("%", 1)[0]).compressed.encode("ascii") + (
+                ("%" + literal.split("%", 1)[1]).encode("ascii") if "%" in literal else b""
+            )
+        except ValueError:
+            raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}") from None
+    if host.isascii():
+        lowered = host.lower()
+        if not re.fullmatch(r"[a-z0-9._\-]+", lowered):
+            raise UnsupportedProtocol(f"invalid character in host {host!r}")
+        return lowered.encode("ascii")
+    try:
+        return host.encode("idna").lower()
+    except UnicodeError:
+        raise UnsupportedProtocol(f"host {host!r} is not a valid IDNA name") from None
+
+
+def parse_url(url: str | bytes) -> URL:
+    """Parse an absolute ``http``/``https`` URL; the fragment is dropped."""
+    if isinstance(url, bytes):
+        try:
+            text = url.decode("ascii")
+        except UnicodeDecodeError:
+            raise UnsupportedProtocol(f"URL {url!r} is not ASCII") from None
+    elif isinstance(url, str):
+        text = url
+    else:
+        raise UnsupportedProtocol(f"URL must be str or bytes, not {type(url).__name__}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise UnsupportedProtocol(f"URL {text!r} has no scheme; use http:// or https://")
+    scheme_b = scheme.lower().encode("ascii", "replace")
+    if scheme_b not in _DEFAULT_PORTS:
+        raise UnsupportedProtocol(f"unsupported URL scheme {scheme!r}; use http:// or https://")
+    rest = rest.split("#", 1)[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, target = rest[:cut], rest[cut:]
+    if "@" in authority:
+        raise UnsupportedProtocol(
+            "credentials in the URL are not supported; send an Authorization header instead"
+        )
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise UnsupportedProtocol(f"malformed IPv6 literal in {text!r}")
+        host, port_part = authority[: end + 1], authority[end + 1 :]
+        if port_part and not port_part.startswith(":"):
+            raise UnsupportedProtocol(f"malformed authority {authority!r}")
+        port_text = port_part[1:]
+    else:
+        host, _, port_text = authority.partition(":")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UnsupportedProtocol(f"invalid port {port_text!r} in {text!r}")
+        port = int(port_text)
+    else:
+        port = _DEFAULT_PORTS[scheme_b]
+    host_b = _encode_host(host)
+    if not target:
+        target = "/"
+    elif target.startswith("?"):
+        target = "/" + target
+    try:
+        target_b = target.encode("ascii")
+    except UnicodeEncodeError:
+        raise UnsupportedProtocol(
+            f"URL path {target!r} has non-ASCII characters; percent-encode them"
+        ) from None
+    if _BAD_URL.search(target_b):
+        raise UnsupportedProtocol(f"URL {text!r} has whitespace or control characters")
+    return URL(Origin(scheme_b, host_b, port), target_b)
+
+
+def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
+    """Bytes pairs, refusing anything that could split or smuggle a header."""
+    if headers is None:
+        return []
+    items: Iterable[tuple[str | bytes, str | bytes]]
+    if isinstance(headers, Mapping):
+        items = headers.items()
+    elif isinstance(headers, (str, bytes)):
+        raise LocalProtocolError("headers must be a sequence of (name, value) pairs or a mapping")
+    else:
+        items = headers
+    out: list[tuple[bytes, bytes]] = []
+    for pair in items:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise LocalProtocolError(f"header {pair!r} is not a (name, value) pair") from None
+        name_b = _to_bytes(name, "header name")
+        value_b = _to_bytes(value, "header value", "latin-1")
+        if not _TOKEN.match(name_b):
+            raise LocalProtocolError(f"illegal header name {name_b!r}")
+        if _BAD_VALUE.search(value_b):
+            raise LocalProtocolError(
+                f"illegal header value {value_b!r} for {name_b!r}: CR, LF or NUL"
+            )
+        out.append((name_b, value_b.strip(b" \t")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated request; ``body`` is bytes, or None when it streams."""
+
+    method: bytes
+    url: URL
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | None
+    streaming_body: bool
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in _IDEMPOTENT and not self.streaming_body
+
+
+def build_request(
+    method: str | bytes,
+    url: str | bytes,
+    headers: HeaderTypes,
+    body: object,
+    *,
+    is_async: bool,
+) -> tuple[Request, Iterable[bytes] | AsyncIterable[bytes] | None]:
+    """Validate everything; return the request and any streaming body source."""
+    method_b = _to_bytes(method, "method")
+    if not _TOKEN.match(method_b):
+        raise LocalProtocolError(f"illegal method {method_b!r}")
+    parsed = parse_url(url)
+    hdrs = normalize_headers(headers)
+    names = {name.lower() for name, _ in hdrs}
+    source: Iterable[bytes] | AsyncIterable[bytes] | None = None
+    data: bytes | None
+    if body is None:
+        data = b""
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        if b"content-length" not in names and b"transfer-encoding" not in names:
+            hdrs.append((b"Content-Length", str(len(data)).encode("ascii")))
+    elif isinstance(body, (str, Mapping)):
+        raise LocalProtocolError(
+            f"body must be bytes, an iterable of bytes or None, not {type(body).__name__}"
+        )
+    elif is_async and isinstance(body, AsyncIterable):
+        source, data = body, None
+    elif isinstance(body, Iterable):
+        source, data = body, None
+    else:
+        what = "an async iterable, " if is_async else ""
+        raise LocalProtocolError(
+            f"body must be bytes, {what}an iterable of bytes or None, not {type(body).__name__}"
+        )
+    if source is not None and b"content-length" not in names and b"transfer-encoding" not in names:
+        hdrs.append((b"Transfer-Encoding", b"chunked"))
+    if b"host" not in names:
+        hdrs.insert(0, (b"Host", parsed.origin.authority))
+    return Request(method_b, parsed, hdrs, data, source is not None), source

@@ -1,0 +1,1 @@
+"""The engine: one thread, one asyncio loop, every socket and all pool state."""

@@ -1,0 +1,109 @@
+# Runs on the engine thread only. Owns one request's engine-side state: its
+# reply channel, its download credit and the upload pieces not yet written.
+"""One request/response exchange as the engine sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from .._config import Timeout
+from .._models import Request
+from .messages import BodyChunk, Event, Failed, Reply, ResponseHead, SendBody, StartRequest
+
+STREAM_WINDOW = 1024 * 1024
+"""Bytes of a streamed body the engine may send ahead of the caller."""
+
+
+class Handler(Protocol):
+    """The connection an exchange is attached to while it runs on it."""
+
+    def on_upload(self, ex: Exchange) -> None: ...
+    def on_credit(self, ex: Exchange) -> None: ...
+    def on_abandon(self, ex: Exchange) -> None: ...
+
+
+class Exchange:
+    """Request state plus the one way back to its caller."""
+
+    __slots__ = (
+        "_on_done",
+        "_reply",
+        "credit",
+        "done",
+        "handler",
+        "id",
+        "request",
+        "retried",
+        "stream",
+        "task",
+        "timeout",
+        "upload",
+    )
+
+    def __init__(self, msg: StartRequest, on_done: Callable[[Exchange], None]) -> None:
+        self.id = msg.request_id
+        self.request: Request = msg.request
+        self.timeout: Timeout = msg.timeout
+        self.stream = msg.stream
+        self._reply: Reply = msg.reply
+        self._on_done = on_done
+        self.task: asyncio.Task[None] | None = None
+        """Set while the exchange waits for a connection (the slow path)."""
+        self.handler: Handler | None = None
+        """Set while a connection runs the exchange."""
+        self.credit = STREAM_WINDOW
+        self.upload: deque[SendBody] = deque()
+        self.done = False
+        self.retried = False
+
+    # -- toward the caller (never blocks) ------------------------------------
+
+    def send(self, event: Event) -> bool:
+        """Deliver ``event``; False when the caller is gone (its loop closed)."""
+        if self.done:
+            return False
+        try:
+            self._reply(event)
+        except Exception:
+            self.abandon()
+            return False
+        return True
+
+    def finish(self, event: ResponseHead | BodyChunk | Failed) -> None:
+        """Send the last event of this exchange and forget it."""
+        if not self.done:
+            self.send(event)
+            self._end()
+
+    def fail(self, error: BaseException) -> None:
+        self.finish(Failed(error))
+
+    def _end(self) -> None:
+        if not self.done:
+            self.done = True
+            self._on_done(self)
+
+    def abandon(self) -> None:
+        """The caller left: stop wherever the exchange is; nothing more is sent."""
+        self._end()
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.on_abandon(self)
+        task = self.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    # -- from the caller: credit and upload pieces ----------------------------
+
+    def grant(self, nbytes: int) -> None:
+        self.credit += nbytes
+        if self.handler is not None and self.credit > 0:
+            self.handler.on_credit(self)
+
+    def push_upload(self, piece: SendBody) -> None:
+        self.upload.append(piece)
+        if self.handler is not None:
+            self.handler.on_upload(self)

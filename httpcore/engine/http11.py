@@ -1,0 +1,360 @@
+# Runs on the engine thread only. Owns one HTTP/1.1 connection: its h11
+# state machine, its Transport and the one exchange running on it.
+"""HTTP/1.1 over h11, driven by transport callbacks.
+
+An exchange starts with :meth:`HTTP11Connection.start` (the request is
+written at once) and ends in ``on_data``: the connection tells its pool
+through :class:`PoolHooks`, which releases it and answers the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import h11
+
+from .._exceptions import (
+    LocalProtocolError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    WriteError,
+    WriteTimeout,
+    describe,
+)
+from .._models import Origin
+from .exchange import Exchange
+from .messages import BodyChunk, ResponseHead, UploadAck
+from .transport import Transport
+
+logger = logging.getLogger("httpcore")
+
+MAX_HEAD_SIZE = 64 * 1024
+"""A response head larger than this is refused, not buffered."""
+
+_VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_NEED_DATA = h11.NEED_DATA
+_Data = h11.Data
+_EndOfMessage = h11.EndOfMessage
+_Response = h11.Response
+_Informational = h11.InformationalResponse
+_DONE = h11.DONE
+
+
+class PoolHooks(Protocol):
+    """How a connection reports back to the pool that owns it."""
+
+    def exchange_done(
+        self, conn: HTTP11Connection, ex: Exchange, final: ResponseHead | BodyChunk
+    ) -> None: ...
+    def exchange_failed(
+        self, conn: HTTP11Connection, ex: Exchange, error: Exception, stale: bool
+    ) -> None: ...
+    def connection_lost(self, conn: HTTP11Connection, reason: str) -> None: ...
+
+
+class HTTP11Connection:
+    """One socket speaking HTTP/1.1; one exchange at a time, reused after."""
+
+    http_version = "HTTP/1.1"
+
+    def __init__(
+        self, connection_id: int, origin: Origin, transport: Transport, pool: PoolHooks
+    ) -> None:
+        self.id = connection_id
+        self.origin = origin
+        self.transport = transport
+        self._pool = pool
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        self.requests_served = 0
+        self.idle_since = self._loop.time()
+        self.ex: Exchange | None = None
+        self._reused = False
+        self._got_bytes = False
+        self._head: tuple[int, bytes, list[tuple[bytes, bytes]], str] | None = None
+        self._head_sent = False
+        self._parts: list[bytes] = []
+        self._uploading = False
+        self._unacked = 0
+        self._starved = False
+        self._timer: asyncio.TimerHandle | None = None
+        transport.attach(self)
+
+    # -- queries the pool uses -------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return self.ex is not None
+
+    @property
+    def active_streams(self) -> int:
+        return 0 if self.ex is None else 1
+
+    def is_available(self) -> bool:
+        return self.ex is None and not self.closed
+
+    def is_idle(self) -> bool:
+        return self.ex is None and not self.closed
+
+    def has_expired(self, now: float, expiry: float | None) -> bool:
+        return self.closed or (expiry is not None and now - self.idle_since > expiry)
+
+    # -- one exchange ----------------------------------------------------------------
+
+    def start(self, ex: Exchange) -> None:
+        """Write the request now; the response arrives through ``on_data``."""
+        self.ex = ex
+        ex.handler = self
+        self._reused = self.requests_served > 0
+        self._got_bytes = False
+        self._head = None
+        self._head_sent = False
+        self._parts = []
+        self._unacked = 0
+        req = ex.request
+        h = self._h11
+        try:
+            out = h.send(h11.Request(method=req.method, target=req.url.target, headers=req.headers))
+            if req.body is not None:
+                if req.body:
+                    out += h.send(_Data(data=req.body))
+                out += h.send(_EndOfMessage())
+                self._uploading = False
+            else:
+                self._uploading = True
+        except h11.LocalProtocolError as exc:
+            self._fail(LocalProtocolError(describe(exc)), reason="invalid request")
+            return
+        if self.transport.closing:
+            self._fail(WriteError("connection closed before the request was sent"))
+            return
+        self.transport.write(out)
+        self._arm()
+        if self._uploading and ex.upload:
+            self.on_upload(ex)
+
+    def on_upload(self, ex: Exchange) -> None:
+        """Write the caller's upload pieces; acks wait while the socket is full."""
+        if ex is not self.ex or not self._uploading:
+            ex.upload.clear()
+            return
+        h = self._h11
+        out = []
+        try:
+            while ex.upload:
+                piece = ex.upload.popleft()
+                if piece.data:
+                    out.append(h.send(_Data(data=piece.data)))
+                    self._unacked += len(piece.data)
+                if piece.end:
+                    out.append(h.send(_EndOfMessage()))
+                    self._uploading = False
+                    break
+        except h11.LocalProtocolError as exc:
+            self._fail(LocalProtocolError(describe(exc)), reason="invalid request body")
+            return
+        if self.transport.closing:
+            self._fail(WriteError("connection closed while sending the body"))
+            return
+        self.transport.write(b"".join(out))
+        self.on_writable()
+
+    def on_writable(self) -> None:
+        ex = self.ex
+        if ex is None:
+            return
+        if self._unacked and not self.transport.write_paused:
+            unacked, self._unacked = self._unacked, 0
+            ex.send(UploadAck(unacked))
+        self._arm()
+
+    def on_credit(self, ex: Exchange) -> None:
+        if ex is self.ex and self._starved and ex.credit > 0:
+            self._starved = False
+            self._process()
+            if not self._starved and self.ex is ex:
+                self.transport.resume_reading()
+                self._arm()
+
+    def on_abandon(self, ex: Exchange) -> None:
+        if ex is self.ex:
+            self._detach()
+            self.close("request cancelled")
+
+    # -- transport callbacks -----------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        if self.ex is None:
+            self.close("unexpected data on idle connection")
+            return
+        self._got_bytes = True
+        self._h11.receive_data(data)
+        if not self._starved:
+            self._process()
+
+    def on_eof(self) -> None:
+        if self.ex is None:
+            self.close("server closed idle connection")
+        elif not self._got_bytes:
+            self._fail(RemoteProtocolError("server disconnected without sending a response"))
+        else:
+            self._h11.receive_data(b"")
+            if not self._starved:
+                self._process()
+
+    def on_lost(self, exc: BaseException | None) -> None:
+        if self.ex is not None:
+            if exc is None:
+                self.on_eof()
+            else:
+                self._fail(ReadError(describe(exc)))
+        self.close("connection lost" if exc is None else describe(exc))
+
+    # -- the response ------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Turn received bytes into events for the caller, as far as credit allows."""
+        ex = self.ex
+        assert ex is not None
+        h = self._h11
+        parts = self._parts
+        try:
+            while True:
+                event = h.next_event()
+                kind = type(event)
+                if kind is _Data:
+                    parts.append(event.data)  # type: ignore[union-attr]
+                elif kind is _EndOfMessage:
+                    self._complete(ex)
+                    return
+                elif kind is _Response:
+                    assert isinstance(event, _Response)
+                    version = _VERSIONS.get(event.http_version) or (
+                        "HTTP/" + event.http_version.decode("ascii")
+                    )
+                    self._head = (
+                        event.status_code,
+                        bytes(event.reason),
+                        list(event.headers.raw_items()),
+                        version,
+                    )
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "head received request_id=%d status=%d", ex.id, event.status_code
+                        )
+                elif kind is _Informational:
+                    continue
+                elif event is _NEED_DATA:
+                    break
+                else:
+                    raise RemoteProtocolError(f"unexpected {kind.__name__} from the server")
+        except h11.RemoteProtocolError as exc:
+            self._fail(RemoteProtocolError(describe(exc)))
+            return
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            return
+        if ex.stream and self._head is not None:
+            data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
+            parts.clear()
+            if not self._head_sent:
+                self._head_sent = True
+                ex.send(ResponseHead(*self._head, data, False))
+            elif data:
+                ex.send(BodyChunk(data, False))
+            ex.credit -= len(data)
+            if ex.credit <= 0 and self.ex is ex:
+                self._starved = True
+                self.transport.pause_reading()
+                self._disarm()
+                return
+        self._arm()
+
+    def _complete(self, ex: Exchange) -> None:
+        parts = self._parts
+        body = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
+        assert self._head is not None
+        final: ResponseHead | BodyChunk
+        if self._head_sent:
+            final = BodyChunk(body, True)
+        else:
+            final = ResponseHead(*self._head, body, True)
+        self._detach()
+        self.requests_served += 1
+        self.idle_since = self._loop.time()
+        h = self._h11
+        if h.our_state is _DONE and h.their_state is _DONE:
+            h.start_next_cycle()
+        elif h.their_state is h11.MUST_CLOSE or h.their_state is h11.CLOSED:
+            self.close("server closes after the response")
+        else:
+            self.close("response ended before the request body was sent")
+        self._pool.exchange_done(self, ex, final)
+
+    def _detach(self) -> None:
+        ex, self.ex = self.ex, None
+        if ex is not None:
+            ex.handler = None
+        self._parts = []
+        self._uploading = False
+        self._disarm()
+        if self._starved:
+            self._starved = False
+            self.transport.resume_reading()
+
+    def _fail(self, error: Exception, reason: str | None = None) -> None:
+        """End the exchange with ``error``; the connection cannot be trusted."""
+        ex = self.ex
+        if ex is None:
+            return
+        stale = self._reused and not self._got_bytes and isinstance(
+            error, (ReadError, WriteError, RemoteProtocolError)
+        )
+        self._detach()
+        self.close(reason or describe(error))
+        self._pool.exchange_failed(self, ex, error, stale)
+
+    # -- deadlines ---------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """One timer: write deadline while the socket is full, else read deadline."""
+        ex = self.ex
+        if ex is None:
+            return
+        error: type[Exception]
+        if self.transport.write_paused:
+            timeout, error = ex.timeout.write, WriteTimeout
+        else:
+            timeout, error = ex.timeout.read, ReadTimeout
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        self._timer = (
+            None if timeout is None else self._loop.call_later(timeout, self._expire, ex, error)
+        )
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, ex: Exchange, error: type[Exception]) -> None:
+        self._timer = None
+        if ex is self.ex:
+            what = "writing the request" if error is WriteTimeout else "reading the response"
+            self._fail(error(f"timed out {what}"), reason="timeout")
+
+    # -- life --------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Close and tell the pool; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self._disarm()
+        self.transport.close()
+        self._pool.connection_lost(self, reason)

@@ -1,0 +1,160 @@
+"""Every value that crosses between a caller and the engine thread.
+
+Commands (caller -> engine) are named as verbs, events (engine -> caller) as
+facts. All are frozen and slotted; errors travel as values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._config import Limits, Timeout
+    from .._models import Request
+
+__all__ = [
+    "BodyChunk",
+    "CancelRequest",
+    "ClosePool",
+    "Command",
+    "ConnectionInfo",
+    "Event",
+    "Failed",
+    "GrantCredit",
+    "PoolConfig",
+    "QueryPool",
+    "Reply",
+    "ResponseHead",
+    "SendBody",
+    "StartRequest",
+    "UploadAck",
+]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PoolConfig:
+    """What one Client/PoolManager asks of its pool; identity is the pool key.
+
+    A frontend keeps its config and sends it with every request, so a pool
+    is recreated lazily in a new engine (after a fork, or an engine restart).
+    """
+
+    ssl_context: object
+    limits: Limits
+    http1: bool
+    http2: bool
+    proxy: object
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """A snapshot of one connection, for introspection."""
+
+    origin: str
+    http_version: str
+    state: str
+    active_streams: int
+    requests_served: int
+
+
+# ---- events: engine -> caller -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """The response head, with the body bytes already received.
+
+    ``complete`` means ``body`` is the whole body: a small response costs the
+    caller one wake-up.
+    """
+
+    status_code: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    http_version: str
+    body: bytes
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BodyChunk:
+    """More of the body; ``end`` marks the last one (its data may be empty)."""
+
+    data: bytes
+    end: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UploadAck:
+    """The engine wrote this many upload bytes; the caller may send more."""
+
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The request ended with ``error``; nothing follows."""
+
+    error: BaseException
+
+
+Event = ResponseHead | BodyChunk | UploadAck | Failed
+Reply = Callable[[Event], None]
+"""Called on the engine thread; must never block (a SimpleQueue.put or a
+``call_soon_threadsafe`` toward the caller's loop)."""
+
+
+# ---- commands: caller -> engine -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    request_id: int
+    pool: PoolConfig
+    request: Request
+    timeout: Timeout
+    stream: bool
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """The caller left: stop the exchange and free its slot."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GrantCredit:
+    """The caller consumed ``nbytes`` of streamed body; send that much more."""
+
+    request_id: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendBody:
+    """A piece of a streaming upload, read on the caller's side."""
+
+    request_id: int
+    data: bytes
+    end: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPool:
+    """Ask for ``(connections, active, queued)``; answered through ``reply``."""
+
+    pool: PoolConfig
+    reply: Callable[[tuple[list[ConnectionInfo], int, int]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePool:
+    pool: PoolConfig
+
+
+Command = StartRequest | CancelRequest | GrantCredit | SendBody | QueryPool | ClosePool

@@ -1,0 +1,408 @@
+# Runs on the engine thread only. Owns one Client's/PoolManager's connections
+# and its queue of requests waiting for one; no locks: one thread touches it.
+"""The connection pool: which connection serves which request.
+
+``_plan`` decides (reuse, open, evict, wait) as a plain function of the
+state; the methods around it do the I/O. A request that finds an idle
+connection starts on it at once, without a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+
+from .._config import Limits
+from .._exceptions import EngineClosed, HTTPCoreError, PoolTimeout, describe
+from .._models import Origin
+from .connect import open_transport
+from .exchange import Exchange
+from .http11 import HTTP11Connection
+from .messages import BodyChunk, ConnectionInfo, PoolConfig, ResponseHead
+from .transport import Transport
+
+logger = logging.getLogger("httpcore")
+_connection_ids = itertools.count(1)
+
+Connection = HTTP11Connection
+
+
+class Slot:
+    """A place in the pool: connecting, then holding a live connection."""
+
+    __slots__ = ("conn", "id", "origin", "reserved")
+
+    def __init__(self, origin: Origin) -> None:
+        self.id = next(_connection_ids)
+        self.origin = origin
+        self.conn: Connection | None = None
+        self.reserved = False
+        """Granted to a waiter that has not started on it yet."""
+
+    @property
+    def state(self) -> str:
+        conn = self.conn
+        if conn is None:
+            return "connecting"
+        if conn.closed:
+            return "closed"
+        return "active" if conn.active or self.reserved else "idle"
+
+
+@dataclass(eq=False)
+class _Waiter:
+    origin: Origin
+    future: asyncio.Future[Slot]
+
+
+@dataclass
+class Plan:
+    """What ``_plan`` decided: grants to make and idle connections to close."""
+
+    grants: list[tuple[_Waiter, Slot]] = field(default_factory=list)
+    evict: list[Slot] = field(default_factory=list)
+    expired: list[Slot] = field(default_factory=list)
+
+
+class Pool:
+    """One frontend's pool inside the engine."""
+
+    def __init__(self, config: PoolConfig, ssl_context: ssl.SSLContext) -> None:
+        self.config = config
+        self.limits: Limits = config.limits
+        self._ssl = ssl_context
+        self._slots: list[Slot] = []
+        self._by_conn: dict[Connection, Slot] = {}
+        self._waiting: deque[_Waiter] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    # -- introspection -------------------------------------------------------------
+
+    def infos(self) -> list[ConnectionInfo]:
+        out = []
+        for slot in self._slots:
+            conn = slot.conn
+            out.append(
+                ConnectionInfo(
+                    origin=str(slot.origin),
+                    http_version=conn.http_version if conn else "HTTP/1.1",
+                    state=slot.state,
+                    active_streams=conn.active_streams if conn else 0,
+                    requests_served=conn.requests_served if conn else 0,
+                )
+            )
+        return out
+
+    def counts(self) -> tuple[int, int, int]:
+        """(active, queued, idle) for ``__repr__``."""
+        idle = sum(1 for s in self._slots if s.state == "idle")
+        return len(self._slots) - idle, len(self._waiting), idle
+
+    def transports(self) -> list[Transport]:
+        return [slot.conn.transport for slot in self._slots if slot.conn is not None]
+
+    # -- serving a request ---------------------------------------------------------
+
+    def submit(self, ex: Exchange, force_new: bool = False) -> None:
+        """Start ``ex`` on an idle connection now, or in a task that waits/connects."""
+        if self.closed:
+            ex.fail(EngineClosed("pool is closed"))
+            return
+        if not force_new and not self._waiting:
+            slot = self._take_idle(ex.request.url.origin, asyncio.get_running_loop().time())
+            if slot is not None:
+                conn = slot.conn
+                assert conn is not None
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "connection reused connection_id=%d request_id=%d", slot.id, ex.id
+                    )
+                conn.start(ex)
+                return
+        ex.task = asyncio.get_running_loop().create_task(self._serve(ex, force_new))
+
+    async def _serve(self, ex: Exchange, force_new: bool) -> None:
+        try:
+            slot = await self._acquire(ex, force_new)
+            try:
+                conn = slot.conn if slot.conn is not None else await self._connect(slot, ex)
+            except BaseException:
+                self._forget_slot(slot)
+                raise
+            assert conn is not None
+        except asyncio.CancelledError:
+            if not ex.done:
+                ex.fail(EngineClosed("engine closed"))
+            return
+        except HTTPCoreError as exc:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("request failed request_id=%d error=%s", ex.id, describe(exc))
+            ex.fail(exc)
+            return
+        except Exception as exc:
+            logger.exception("internal error in the engine, request_id=%d", ex.id)
+            err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+            err.__cause__ = exc
+            ex.fail(err)
+            return
+        finally:
+            ex.task = None
+        if ex.done:
+            self._release(conn)
+        else:
+            conn.start(ex)
+
+    def _take_idle(self, origin: Origin, now: float) -> Slot | None:
+        expired: list[Slot] = []
+        slot = self._find_idle(origin, now, expired)
+        for old in expired:
+            self._drop(old, "keep-alive expired")
+        return slot
+
+    async def _acquire(self, ex: Exchange, force_new: bool) -> Slot:
+        """An idle connection's slot, or a fresh slot to connect; may wait."""
+        origin = ex.request.url.origin
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            slot = None if force_new else self._take_idle(origin, loop.time())
+            if slot is not None:
+                return slot
+            if self._room(Plan()):
+                slot = Slot(origin)
+                self._slots.append(slot)
+                return slot
+        future: asyncio.Future[Slot] = loop.create_future()
+        waiter = _Waiter(origin, future)
+        self._waiting.append(waiter)
+        self._schedule()
+        timeout = ex.timeout.pool
+        handle = None if timeout is None else loop.call_later(timeout, _expire, future, timeout)
+        try:
+            slot = await future
+        except BaseException:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._give_back(future.result())
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+            if not future.done():
+                future.cancel()
+        slot.reserved = False
+        return slot
+
+    async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
+        transport = await open_transport(slot.origin, self._ssl, ex.timeout, self.config.retries)
+        if self.closed or slot not in self._slots:
+            transport.close()
+            raise EngineClosed("pool closed while connecting")
+        conn = HTTP11Connection(slot.id, slot.origin, transport, self)
+        slot.conn = conn
+        self._by_conn[conn] = slot
+        if logger.isEnabledFor(logging.DEBUG):
+            tls, alpn = transport.tls_info()
+            extra = f" tls={tls} alpn={alpn}" if tls else ""
+            logger.debug(
+                "connection opened connection_id=%d origin=%s%s request_id=%d",
+                slot.id, slot.origin, extra, ex.id,
+            )
+        return conn
+
+    # -- hooks the connections call --------------------------------------------------------
+
+    def exchange_done(
+        self, conn: Connection, ex: Exchange, final: ResponseHead | BodyChunk
+    ) -> None:
+        self._release(conn)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("request ended request_id=%d", ex.id)
+        ex.finish(final)
+
+    def exchange_failed(
+        self, conn: Connection, ex: Exchange, error: Exception, stale: bool
+    ) -> None:
+        """Retry once on a new connection when a reused one had gone stale."""
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if stale and ex.request.idempotent and not ex.retried and not ex.done and not self.closed:
+            ex.retried = True
+            if debug:
+                logger.debug(
+                    "request retried on a new connection request_id=%d after %s",
+                    ex.id, describe(error),
+                )
+            self.submit(ex, force_new=True)
+            return
+        if debug:
+            logger.debug("request failed request_id=%d error=%s", ex.id, describe(error))
+        ex.fail(error)
+
+    def connection_lost(self, conn: Connection, reason: str) -> None:
+        slot = self._by_conn.pop(conn, None)
+        if slot is not None and slot in self._slots:
+            self._slots.remove(slot)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("connection closed connection_id=%d reason=%s", conn.id, reason)
+        self._schedule()
+
+    # -- decisions (no I/O) ------------------------------------------------------------
+
+    def _find_idle(self, origin: Origin, now: float, expired: list[Slot]) -> Slot | None:
+        expiry = self.limits.keepalive_expiry
+        for slot in self._slots:
+            conn = slot.conn
+            if (
+                conn is not None
+                and slot.origin == origin
+                and not slot.reserved
+                and conn.is_available()
+            ):
+                if conn.has_expired(now, expiry):
+                    expired.append(slot)
+                    continue
+                return slot
+        return None
+
+    def _room(self, plan: Plan) -> bool:
+        limit = self.limits.max_connections
+        if limit is None:
+            return True
+        gone = {s.id for s in plan.evict} | {s.id for s in plan.expired}
+        return sum(1 for s in self._slots if s.id not in gone) < limit
+
+    def _plan(self, now: float) -> Plan:
+        """Serve waiters in order: reuse an idle connection, else open one
+        if there is room, else evict an idle connection to another origin."""
+        plan = Plan()
+        taken: set[int] = set()
+        waiting = list(self._waiting)
+        for waiter in waiting:
+            if waiter.future.done():
+                continue
+            slot = self._find_idle(waiter.origin, now, plan.expired)
+            if slot is not None and slot.id not in taken:
+                taken.add(slot.id)
+            elif self._room(plan):
+                slot = Slot(waiter.origin)
+                taken.add(slot.id)
+            else:
+                victim = next(
+                    (
+                        s
+                        for s in self._slots
+                        if s.state == "idle"
+                        and s.id not in taken
+                        and s not in plan.evict
+                        and s not in plan.expired
+                    ),
+                    None,
+                )
+                if victim is None:
+                    break
+                plan.evict.append(victim)
+                slot = Slot(waiter.origin)
+                taken.add(slot.id)
+            plan.grants.append((waiter, slot))
+        return plan
+
+    def _schedule(self) -> None:
+        """Apply ``_plan``: close what it evicts, hand out what it grants."""
+        if not self._waiting:
+            return
+        plan = self._plan(asyncio.get_running_loop().time())
+        for slot in plan.expired:
+            self._drop(slot, "keep-alive expired")
+        for slot in plan.evict:
+            self._drop(slot, "evicted for another origin")
+        granted = {id(w) for w, _ in plan.grants}
+        self._waiting = deque(
+            w for w in self._waiting if id(w) not in granted and not w.future.done()
+        )
+        for waiter, slot in plan.grants:
+            if slot.conn is None:
+                self._slots.append(slot)
+            else:
+                slot.reserved = True
+            waiter.future.set_result(slot)
+
+    # -- releasing ---------------------------------------------------------------------
+
+    def _release(self, conn: Connection) -> None:
+        """An exchange ended on ``conn``: it is idle (or closed); serve waiters,
+        then keep at most ``max_keepalive_connections`` idle."""
+        if self.closed and not conn.closed:
+            conn.close("pool closed")
+            return
+        self._schedule()
+        keep = self.limits.max_keepalive_connections
+        if keep is not None:
+            idle = [s for s in self._slots if s.state == "idle"]
+            if len(idle) > keep:
+                for old in idle[: len(idle) - keep]:
+                    self._drop(old, "too many idle connections")
+        self._arm_sweeper()
+
+    def _give_back(self, slot: Slot) -> None:
+        """A granted slot its waiter never used (cancelled meanwhile)."""
+        slot.reserved = False
+        if slot.conn is None:
+            self._forget_slot(slot)
+        else:
+            self._release(slot.conn)
+
+    def _forget_slot(self, slot: Slot) -> None:
+        if slot.conn is None and slot in self._slots:
+            self._slots.remove(slot)
+            self._schedule()
+
+    def _drop(self, slot: Slot, reason: str) -> None:
+        if slot.conn is not None:
+            slot.conn.close(reason)
+        else:
+            self._forget_slot(slot)
+
+    # -- keep-alive expiry -------------------------------------------------------------
+
+    def _arm_sweeper(self) -> None:
+        expiry = self.limits.keepalive_expiry
+        if expiry is None or self._sweeper is not None or self.closed:
+            return
+        self._sweeper = asyncio.get_running_loop().call_later(expiry + 0.05, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        expiry = self.limits.keepalive_expiry
+        for slot in list(self._slots):
+            conn = slot.conn
+            if conn is not None and conn.is_idle() and conn.has_expired(now, expiry):
+                conn.close("keep-alive expired")
+        if any(s.state == "idle" for s in self._slots):
+            self._arm_sweeper()
+
+    # -- close ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for slot in list(self._slots):
+            if slot.conn is not None:
+                slot.conn.close("pool closed")
+        self._slots.clear()
+        waiting, self._waiting = self._waiting, deque()
+        for waiter in waiting:
+            if not waiter.future.done():
+                waiter.future.set_exception(EngineClosed("pool closed"))
+
+
+def _expire(future: asyncio.Future[Slot], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(
+            PoolTimeout(f"no connection free within the pool timeout ({timeout:g}s)")
+        )

@@ -1,0 +1,331 @@
+# Both sides, marked per method. The engine thread owns the loop, every
+# Pool and Exchange; callers only touch the inbox (under ``_lock``).
+"""The engine thread: start handshake, inbox, dispatch, stop, fork and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import ssl
+import threading
+import weakref
+from collections import deque
+from typing import Any
+
+from .._exceptions import EngineClosed, HTTPCoreError, describe
+from .exchange import Exchange
+from .messages import (
+    CancelRequest,
+    ClosePool,
+    Command,
+    GrantCredit,
+    PoolConfig,
+    QueryPool,
+    SendBody,
+    StartRequest,
+)
+from .pool import Pool
+
+logger = logging.getLogger("httpcore")
+
+_engine_threads: set[int] = set()
+_all_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_fork_generation = 0
+
+
+def on_engine_thread() -> bool:
+    return threading.get_ident() in _engine_threads
+
+
+def assert_not_engine_thread() -> None:
+    """Sync calls from the engine thread would wait on themselves forever."""
+    if threading.get_ident() in _engine_threads:
+        raise RuntimeError(
+            "httpcore: the sync API cannot be called from the engine thread (it would deadlock)"
+        )
+
+
+def assert_engine_thread() -> None:
+    if threading.get_ident() not in _engine_threads:
+        raise RuntimeError("httpcore: this must run on the engine thread")
+
+
+def _new_loop(kind: str | None) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class Engine:
+    """One thread running an asyncio loop that owns sockets and pools.
+
+    Frontends call :meth:`submit` from any thread; everything else here runs
+    on the engine thread.
+    """
+
+    def __init__(self, *, name: str = "httpcore-engine", loop: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._inbox: deque[Command] = deque()
+        self._scheduled = False
+        self._closed = False
+        self._generation = _fork_generation
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._startup_error: BaseException | None = None
+        self._started = threading.Event()
+        self._stopped = threading.Event()
+        self._pools: dict[PoolConfig, Pool] = {}
+        self._exchanges: dict[int, Exchange] = {}
+        kind = loop if loop is not None else os.environ.get("HTTPCORE_LOOP") or None
+        self._thread = threading.Thread(target=self._main, args=(kind,), name=name, daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._startup_error is not None:
+            raise EngineClosed(
+                f"engine failed to start: {describe(self._startup_error)}"
+            ) from self._startup_error
+        _all_engines.add(self)
+
+    # -- caller side ----------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._generation == _fork_generation
+
+    def submit(self, msg: Command) -> None:
+        """Hand ``msg`` to the engine; never blocks on the engine's work."""
+        if self._generation != _fork_generation:
+            raise EngineClosed("engine belongs to the parent process (fork)")
+        with self._lock:
+            if self._closed:
+                raise EngineClosed("engine is closed")
+            self._inbox.append(msg)
+            if not self._scheduled:
+                self._scheduled = True
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._drain)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread: in-flight requests fail with EngineClosed."""
+        assert_not_engine_thread()
+        if self._generation != _fork_generation:
+            self._closed = True
+            return
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._begin_stop)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive else "closed"
+        return f"<Engine {self._thread.name} {state}>"
+
+    # -- engine thread ------------------------------------------------------------------
+
+    def _main(self, kind: str | None) -> None:
+        try:
+            loop = _new_loop(kind)
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            _engine_threads.add(threading.get_ident())
+        except BaseException as exc:
+            self._startup_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            self._teardown(loop)
+            _engine_threads.discard(threading.get_ident())
+            self._stopped.set()
+
+    def _drain(self) -> None:
+        with self._lock:
+            inbox = self._inbox
+            self._inbox = deque()
+            self._scheduled = False
+        for msg in inbox:
+            try:
+                self._dispatch(msg)
+            except Exception as exc:  # a bug here must not stop the engine
+                logger.exception("engine failed to handle %r", type(msg).__name__)
+                if isinstance(msg, StartRequest):
+                    err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+                    err.__cause__ = exc
+                    self._exchanges.pop(msg.request_id, None)
+                    try:
+                        msg.reply(_failed(err))
+                    except Exception:
+                        pass
+
+    def _dispatch(self, msg: Command) -> None:
+        kind = type(msg)
+        if kind is StartRequest:
+            assert isinstance(msg, StartRequest)
+            self._start(msg)
+        elif kind is GrantCredit:
+            assert isinstance(msg, GrantCredit)
+            ex = self._exchanges.get(msg.request_id)
+            if ex is not None:
+                ex.grant(msg.nbytes)
+        elif kind is SendBody:
+            assert isinstance(msg, SendBody)
+            ex = self._exchanges.get(msg.request_id)
+            if ex is not None:
+                ex.push_upload(msg)
+        elif kind is CancelRequest:
+            assert isinstance(msg, CancelRequest)
+            ex = self._exchanges.get(msg.request_id)
+            if ex is not None:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("request cancelled request_id=%d", ex.id)
+                ex.abandon()
+        elif kind is QueryPool:
+            assert isinstance(msg, QueryPool)
+            pool = self._pools.get(msg.pool)
+            if pool is None:
+                msg.reply(([], 0, 0))
+            else:
+                active, queued, _ = pool.counts()
+                msg.reply((pool.infos(), active, queued))
+        elif kind is ClosePool:
+            assert isinstance(msg, ClosePool)
+            pool = self._pools.pop(msg.pool, None)
+            if pool is not None:
+                pool.close()
+
+    def _start(self, msg: StartRequest) -> None:
+        pool = self._pools.get(msg.pool)
+        if pool is None:
+            ctx = msg.pool.ssl_context
+            assert isinstance(ctx, ssl.SSLContext)
+            pool = self._pools[msg.pool] = Pool(msg.pool, ctx)
+        ex = Exchange(msg, self._forget)
+        self._exchanges[ex.id] = ex
+        if logger.isEnabledFor(logging.DEBUG):
+            req = msg.request
+            logger.debug(
+                "request started request_id=%d method=%s url=%s",
+                ex.id, req.method.decode("ascii"), req.url,
+            )
+        pool.submit(ex)
+
+    def _forget(self, ex: Exchange) -> None:
+        self._exchanges.pop(ex.id, None)
+
+    def _begin_stop(self) -> None:
+        assert self._loop is not None
+        self._loop.create_task(self._stop())
+
+    async def _stop(self) -> None:
+        for ex in list(self._exchanges.values()):
+            handler, task = ex.handler, ex.task
+            ex.fail(EngineClosed("engine closed"))
+            ex.handler, ex.task = handler, task
+            ex.abandon()
+        transports = []
+        for pool in self._pools.values():
+            transports.extend(pool.transports())
+            pool.close()
+        self._pools.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while any(not t.lost for t in transports) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        loop.stop()
+
+    def _teardown(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Whatever ended the loop: no caller may be left waiting."""
+        with self._lock:
+            self._closed = True
+            inbox = self._inbox
+            self._inbox = deque()
+        closed = EngineClosed("engine closed")
+        for msg in inbox:
+            if isinstance(msg, StartRequest):
+                try:
+                    msg.reply(_failed(closed))
+                except Exception:
+                    pass
+            elif isinstance(msg, QueryPool):
+                try:
+                    msg.reply(([], 0, 0))
+                except Exception:
+                    pass
+        for ex in list(self._exchanges.values()):
+            ex.fail(closed)
+        for pool in self._pools.values():
+            for t in pool.transports():
+                t.abort()
+            pool.close()
+        self._pools.clear()
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except Exception:
+            pass
+        finally:
+            loop.close()
+
+
+def _failed(error: BaseException) -> Any:
+    from .messages import Failed
+
+    return Failed(error)
+
+
+# -- the process-wide default engine ---------------------------------------------
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> Engine:
+    """The process's engine, started on first use and after a fork or a crash."""
+    global _default
+    engine = _default
+    if engine is not None and engine.alive:
+        return engine
+    with _default_lock:
+        engine = _default
+        if engine is None or not engine.alive:
+            engine = _default = Engine()
+        return engine
+
+
+def _after_fork_in_child() -> None:
+    global _default, _fork_generation, _default_lock
+    _fork_generation += 1
+    _default = None
+    _default_lock = threading.Lock()
+    _engine_threads.clear()
+
+
+def _close_all_at_exit() -> None:
+    for engine in list(_all_engines):
+        if engine.alive:
+            try:
+                engine.close(timeout=2.0)
+            except Exception:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)

@@ -1,0 +1,121 @@
+# Runs on the engine thread only. Owns one socket (through an asyncio
+# transport) and forwards what happens on it to the connection attached.
+"""The protocol object under every connection: bytes in, callbacks out.
+
+Connections are driven by these callbacks rather than by a task awaiting
+reads: a small response costs no future, no task wake-up and no timer
+beyond the read deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Protocol
+
+
+class Sink(Protocol):
+    """What a connection implements to be driven by its transport."""
+
+    def on_data(self, data: bytes) -> None: ...
+    def on_eof(self) -> None: ...
+    def on_lost(self, exc: BaseException | None) -> None: ...
+    def on_writable(self) -> None: ...
+
+
+class Transport(asyncio.Protocol):
+    """One connection's socket; buffers only until a sink is attached."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.sink: Sink | None = None
+        self._early: list[bytes] = []
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None
+        self.write_paused = False
+        self.read_paused = False
+
+    # -- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.on_data(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.sink is not None:
+            self.sink.on_eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.error = exc
+        if self.sink is not None:
+            self.sink.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.sink is not None:
+            self.sink.on_writable()
+
+    # -- engine-side API ---------------------------------------------------------------
+
+    def attach(self, sink: Sink) -> None:
+        """Start delivering to ``sink``, first whatever came before."""
+        self.sink = sink
+        early, self._early = self._early, []
+        for data in early:
+            sink.on_data(data)
+        if self.eof:
+            sink.on_eof()
+        if self.lost:
+            sink.on_lost(self.error)
+
+    @property
+    def closing(self) -> bool:
+        transport = self.transport
+        return self.lost or transport is None or transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.lost:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.lost:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def tls_info(self) -> tuple[str | None, str | None]:
+        """(TLS version, ALPN protocol) or (None, None) for plain TCP."""
+        if self.transport is None:
+            return None, None
+        obj = self.transport.get_extra_info("ssl_object")
+        if not isinstance(obj, ssl.SSLObject):
+            return None, None
+        return obj.version(), obj.selected_alpn_protocol()
+
+    def close(self) -> None:
+        """Graceful close (TLS close_notify, then FIN)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()

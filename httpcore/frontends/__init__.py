@@ -1,0 +1,1 @@
+"""Frontends: run on callers' threads and loops; talk to the engine by messages only."""

@@ -1,0 +1,162 @@
+# Runs on callers' threads and loops. Owns reply channels and credit
+# counters; never a socket, never pool state: only messages to the engine.
+"""What both frontends share: configuration, ids, reply channels, credit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+from collections import deque
+
+from .._config import Limits, Proxy, Timeout, TimeoutTypes, default_ssl_context, to_timeout
+from .._exceptions import EngineClosed, ProxyError, UnsupportedProtocol
+from ..engine.messages import Event, PoolConfig
+from ..engine.runner import Engine, default_engine
+
+_request_ids = itertools.count(1)
+next_request_id = _request_ids.__next__
+
+CREDIT_BATCH = 256 * 1024
+"""Consumed bytes returned to the engine in one GrantCredit message."""
+
+UPLOAD_WINDOW = 512 * 1024
+"""Upload bytes a caller may have in flight before waiting for acks."""
+
+_default_contexts: dict[tuple[bool, bool], ssl.SSLContext] = {}
+
+
+def _alpn(http1: bool, http2: bool) -> list[str]:
+    # HTTP/2 arrives with the next engine driver; until then only offer http/1.1.
+    del http2
+    return ["http/1.1"] if http1 else []
+
+
+def make_config(
+    ssl_context: ssl.SSLContext | None,
+    limits: Limits | None,
+    http1: bool,
+    http2: bool,
+    proxy: str | bytes | Proxy | None,
+    retries: int,
+) -> PoolConfig:
+    """Validate frontend options once, at construction."""
+    if not (http1 or http2):
+        raise UnsupportedProtocol("at least one of http1 and http2 must be enabled")
+    if not http1:
+        raise UnsupportedProtocol("HTTP/2 is not supported yet; enable http1")
+    if proxy is not None:
+        raise ProxyError("proxies are not supported yet")
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits must be httpcore.Limits, not {type(limits).__name__}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError("retries must be an int >= 0")
+    protocols = _alpn(http1, http2)
+    if ssl_context is None:
+        key = (http1, http2)
+        ctx = _default_contexts.get(key)
+        if ctx is None:
+            ctx = default_ssl_context()
+            ctx.set_alpn_protocols(protocols)
+            ctx = _default_contexts.setdefault(key, ctx)
+    elif isinstance(ssl_context, ssl.SSLContext):
+        ctx = ssl_context
+        ctx.set_alpn_protocols(protocols)
+    else:
+        raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl_context).__name__}")
+    return PoolConfig(
+        ssl_context=ctx,
+        limits=limits or Limits(),
+        http1=http1,
+        http2=http2,
+        proxy=proxy,
+        retries=retries,
+    )
+
+
+class FrontendBase:
+    """Options and the engine reference shared by Client and PoolManager."""
+
+    _kind = "Client"
+
+    def __init__(
+        self,
+        ssl: ssl.SSLContext | None = None,
+        timeout: TimeoutTypes = None,
+        limits: Limits | None = None,
+        http1: bool = True,
+        http2: bool = True,
+        proxy: str | bytes | Proxy | None = None,
+        retries: int = 0,
+        engine: Engine | None = None,
+    ) -> None:
+        self._config = make_config(ssl, limits, http1, http2, proxy, retries)
+        self._timeout: Timeout = to_timeout(timeout)
+        self._engine = engine
+        self._closed = False
+
+    def _get_engine(self) -> Engine:
+        if self._closed:
+            raise EngineClosed(f"{self._kind} is closed")
+        engine = self._engine
+        return engine if engine is not None else default_engine()
+
+    def _close_pool(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        from ..engine.messages import ClosePool
+
+        engine = self._engine if self._engine is not None else _live_default()
+        if engine is not None and engine.alive:
+            try:
+                engine.submit(ClosePool(self._config))
+            except EngineClosed:
+                pass
+
+    def _timeout_for(self, timeout: TimeoutTypes) -> Timeout:
+        return self._timeout if timeout is None else to_timeout(timeout)
+
+
+def _live_default() -> Engine | None:
+    from ..engine import runner
+
+    engine = runner._default
+    return engine if engine is not None and engine.alive else None
+
+
+class AsyncReceiver:
+    """Events for one request, delivered onto the caller's own loop."""
+
+    __slots__ = ("_events", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def reply(self, event: Event) -> None:
+        """Engine thread: schedule delivery; raises if the caller's loop is gone."""
+        self._loop.call_soon_threadsafe(self._feed, event)
+
+    def _feed(self, event: Event) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def ready(self) -> bool:
+        return bool(self._events)
+
+    def pop(self) -> Event:
+        return self._events.popleft()
+
+    async def get(self) -> Event:
+        while not self._events:
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._events.popleft()
