@@ -1,5 +1,7 @@
 """httpcore: a low-level HTTP client whose sockets live on one engine thread."""
 
+import logging as _logging
+
 from ._config import Limits, Proxy, Timeout
 from ._exceptions import (
     ConnectError,
@@ -27,6 +29,8 @@ from .frontends.aio import AsyncResponse, PoolManager, request
 from .frontends.sync import Client, Response
 
 __version__ = "0.1.0"
+
+_logging.getLogger("httpcore").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AsyncResponse",

@@ -22,7 +22,8 @@ HeaderTypes: TypeAlias = (
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
+"""Bytes h11 refuses in a field value; checked here so the engine need not."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
@@ -93,7 +94,24 @@ def _encode_host(host: str) -> bytes:
         raise UnsupportedProtocol(f"host {host!r} is not a valid IDNA name") from None
 
 
+_url_cache: dict[str | bytes, URL] = {}
+_URL_CACHE_SIZE = 512
+
+
 def parse_url(url: str | bytes) -> URL:
+    """Parse an absolute URL, remembering recent ones (callers repeat them)."""
+    if not isinstance(url, (str, bytes)):
+        return _parse_url(url)
+    parsed = _url_cache.get(url)
+    if parsed is None:
+        parsed = _parse_url(url)
+        if len(_url_cache) >= _URL_CACHE_SIZE:
+            _url_cache.clear()
+        _url_cache[url] = parsed
+    return parsed
+
+
+def _parse_url(url: str | bytes) -> URL:
     """Parse an absolute ``http``/``https`` URL; the fragment is dropped."""
     if isinstance(url, bytes):
         try:
@@ -172,7 +190,7 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
             raise LocalProtocolError(f"illegal header name {name_b!r}")
         if _BAD_VALUE.search(value_b):
             raise LocalProtocolError(
-                f"illegal header value {value_b!r} for {name_b!r}: CR, LF or NUL"
+                f"illegal header value {value_b!r} for {name_b!r}: CR, LF, NUL, VT or FF"
             )
         out.append((name_b, value_b.strip(b" \t")))
     return out

@@ -16,6 +16,7 @@ from typing import Protocol
 import h11
 
 from .._exceptions import (
+    HTTPCoreError,
     LocalProtocolError,
     ReadError,
     ReadTimeout,
@@ -82,6 +83,8 @@ class HTTP11Connection:
         self._unacked = 0
         self._starved = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._deadline_error: type[Exception] = ReadTimeout
         transport.attach(self)
 
     # -- queries the pool uses -------------------------------------------------------
@@ -118,7 +121,13 @@ class HTTP11Connection:
         req = ex.request
         h = self._h11
         try:
-            out = h.send(h11.Request(method=req.method, target=req.url.target, headers=req.headers))
+            # _parsed: the caller's side already validated method, target and
+            # headers (httpcore._models) as strictly as h11 would.
+            out = h.send(
+                h11.Request(
+                    method=req.method, target=req.url.target, headers=req.headers, _parsed=True
+                )
+            )
             if req.body is not None:
                 if req.body:
                     out += h.send(_Data(data=req.body))
@@ -186,6 +195,16 @@ class HTTP11Connection:
             self.close("request cancelled")
 
     # -- transport callbacks -----------------------------------------------------------
+
+    def on_bug(self, exc: Exception) -> None:
+        """A bug in this driver: fail the exchange with it as the cause, close."""
+        logger.error("internal error on connection_id=%d", self.id, exc_info=exc)
+        error = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+        error.__cause__ = exc
+        if self.ex is not None:
+            self._fail(error, reason="internal error")
+        else:
+            self.close("internal error")
 
     def on_data(self, data: bytes) -> None:
         if self.ex is None:
@@ -289,6 +308,8 @@ class HTTP11Connection:
         h = self._h11
         if h.our_state is _DONE and h.their_state is _DONE:
             h.start_next_cycle()
+            if h.trailing_data[0]:
+                self.close("unexpected data after the response")
         elif h.their_state is h11.MUST_CLOSE or h.their_state is h11.CLOSED:
             self.close("server closes after the response")
         else:
@@ -321,32 +342,43 @@ class HTTP11Connection:
     # -- deadlines ---------------------------------------------------------------------
 
     def _arm(self) -> None:
-        """One timer: write deadline while the socket is full, else read deadline."""
+        """Set the deadline: write while the socket is full, else read.
+
+        One timer per connection, moved lazily: a request that ends before
+        its deadline costs no timer operation at all.
+        """
         ex = self.ex
         if ex is None:
             return
-        error: type[Exception]
         if self.transport.write_paused:
-            timeout, error = ex.timeout.write, WriteTimeout
+            timeout, self._deadline_error = ex.timeout.write, WriteTimeout
         else:
-            timeout, error = ex.timeout.read, ReadTimeout
+            timeout, self._deadline_error = ex.timeout.read, ReadTimeout
+        if timeout is None:
+            self._deadline = None
+            return
+        deadline = self._deadline = self._loop.time() + timeout
         timer = self._timer
         if timer is not None:
+            if timer.when() <= deadline:
+                return
             timer.cancel()
-        self._timer = (
-            None if timeout is None else self._loop.call_later(timeout, self._expire, ex, error)
-        )
+        self._timer = self._loop.call_at(deadline, self._check_deadline)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
-    def _expire(self, ex: Exchange, error: type[Exception]) -> None:
+    def _check_deadline(self) -> None:
         self._timer = None
-        if ex is self.ex:
-            what = "writing the request" if error is WriteTimeout else "reading the response"
-            self._fail(error(f"timed out {what}"), reason="timeout")
+        deadline = self._deadline
+        if deadline is None or self.ex is None or self.closed:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
+            return
+        error = self._deadline_error
+        what = "writing the request" if error is WriteTimeout else "reading the response"
+        self._fail(error(f"timed out {what}"), reason="timeout")
 
     # -- life --------------------------------------------------------------------------
 
@@ -355,6 +387,9 @@ class HTTP11Connection:
         if self.closed:
             return
         self.closed = True
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.transport.close()
         self._pool.connection_lost(self, reason)

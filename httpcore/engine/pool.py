@@ -193,6 +193,10 @@ class Pool:
                 handle.cancel()
             if not future.done():
                 future.cancel()
+            try:
+                self._waiting.remove(waiter)
+            except ValueError:
+                pass
         slot.reserved = False
         return slot
 

@@ -56,7 +56,8 @@ def _new_loop(kind: str | None) -> asyncio.AbstractEventLoop:
     if kind == "uvloop":
         import uvloop
 
-        return uvloop.new_event_loop()
+        new_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return new_loop
     return asyncio.new_event_loop()
 
 
@@ -79,6 +80,7 @@ class Engine:
         self._stopped = threading.Event()
         self._pools: dict[PoolConfig, Pool] = {}
         self._exchanges: dict[int, Exchange] = {}
+        self._wake_fd = -1
         kind = loop if loop is not None else os.environ.get("HTTPCORE_LOOP") or None
         self._thread = threading.Thread(target=self._main, args=(kind,), name=name, daemon=True)
         self._thread.start()
@@ -105,8 +107,11 @@ class Engine:
             self._inbox.append(msg)
             if not self._scheduled:
                 self._scheduled = True
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._drain)
+                if self._wake_fd >= 0:
+                    os.eventfd_write(self._wake_fd, 1)
+                else:
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(self._drain)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread: in-flight requests fail with EngineClosed."""
@@ -138,6 +143,11 @@ class Engine:
             loop = _new_loop(kind)
             asyncio.set_event_loop(loop)
             self._loop = loop
+            if hasattr(os, "eventfd"):
+                # Cheaper than call_soon_threadsafe's self-pipe: one write to
+                # wake, one read to clear, no Handle, no EAGAIN exception.
+                self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                loop.add_reader(self._wake_fd, self._on_wake)
             _engine_threads.add(threading.get_ident())
         except BaseException as exc:
             self._startup_error = exc
@@ -151,6 +161,13 @@ class Engine:
             _engine_threads.discard(threading.get_ident())
             self._stopped.set()
 
+    def _on_wake(self) -> None:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+        self._drain()
+
     def _drain(self) -> None:
         with self._lock:
             inbox = self._inbox
@@ -160,15 +177,25 @@ class Engine:
             try:
                 self._dispatch(msg)
             except Exception as exc:  # a bug here must not stop the engine
-                logger.exception("engine failed to handle %r", type(msg).__name__)
-                if isinstance(msg, StartRequest):
-                    err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
-                    err.__cause__ = exc
-                    self._exchanges.pop(msg.request_id, None)
-                    try:
-                        msg.reply(_failed(err))
-                    except Exception:
-                        pass
+                self._on_bug(msg, exc)
+
+    def _on_bug(self, msg: Command, exc: Exception) -> None:
+        """Fail the request a message concerned; the engine goes on."""
+        logger.error("internal error handling %s", type(msg).__name__, exc_info=exc)
+        err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+        err.__cause__ = exc
+        request_id = getattr(msg, "request_id", None)
+        ex = self._exchanges.get(request_id) if request_id is not None else None
+        if ex is not None:
+            handler, ex.handler = ex.handler, None
+            ex.fail(err)
+            if handler is not None:
+                handler.on_abandon(ex)
+        elif isinstance(msg, StartRequest):
+            try:
+                msg.reply(_failed(err))
+            except Exception:
+                pass
 
     def _dispatch(self, msg: Command) -> None:
         kind = type(msg)
@@ -281,6 +308,12 @@ class Engine:
         except Exception:
             pass
         finally:
+            if self._wake_fd >= 0:
+                try:
+                    loop.remove_reader(self._wake_fd)
+                except Exception:
+                    pass
+                os.close(self._wake_fd)
             loop.close()
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 class Sink(Protocol):
     """What a connection implements to be driven by its transport."""
 
+    def on_bug(self, exc: Exception) -> None: ...
     def on_data(self, data: bytes) -> None: ...
     def on_eof(self) -> None: ...
     def on_lost(self, exc: BaseException | None) -> None: ...
@@ -41,32 +42,51 @@ class Transport(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
+    # A bug in a sink must fail its exchange with the bug as cause, not
+    # escape into asyncio (which would only log it): hence the try blocks,
+    # free in CPython 3.11 until something raises.
+
     def data_received(self, data: bytes) -> None:
         sink = self.sink
         if sink is not None:
-            sink.on_data(data)
+            try:
+                sink.on_data(data)
+            except Exception as exc:
+                sink.on_bug(exc)
         else:
             self._early.append(data)
 
     def eof_received(self) -> bool | None:
         self.eof = True
-        if self.sink is not None:
-            self.sink.on_eof()
+        sink = self.sink
+        if sink is not None:
+            try:
+                sink.on_eof()
+            except Exception as exc:
+                sink.on_bug(exc)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.error = exc
-        if self.sink is not None:
-            self.sink.on_lost(exc)
+        sink = self.sink
+        if sink is not None:
+            try:
+                sink.on_lost(exc)
+            except Exception as bug:
+                sink.on_bug(bug)
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.sink is not None:
-            self.sink.on_writable()
+        sink = self.sink
+        if sink is not None:
+            try:
+                sink.on_writable()
+            except Exception as exc:
+                sink.on_bug(exc)
 
     # -- engine-side API ---------------------------------------------------------------
 

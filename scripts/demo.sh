@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up .venv (if needed) and run the demo against a local server it starts itself.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/_env.sh
+exec .venv/bin/python examples/demo.py "$@"
