@@ -13,7 +13,7 @@ from .._config import Timeout
 from .._models import Request
 from .messages import BodyChunk, Event, Failed, Reply, ResponseHead, SendBody, StartRequest
 
-STREAM_WINDOW = 1024 * 1024
+STREAM_WINDOW = 4 * 1024 * 1024
 """Bytes of a streamed body the engine may send ahead of the caller."""
 
 

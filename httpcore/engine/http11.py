@@ -44,6 +44,41 @@ _Informational = h11.InformationalResponse
 _DONE = h11.DONE
 
 
+RAW_BODY_MIN = 256 * 1024
+"""Content-Length bodies at least this large bypass h11's buffer."""
+
+
+def _new_h11() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+
+
+def _raw_length(ex: Exchange, event: h11.Response, h: h11.Connection) -> int:
+    """The Content-Length when h11 frames this body by it, else -1."""
+    if ex.request.method == b"HEAD" or event.status_code in (204, 304):
+        return -1
+    if h.our_state is not _DONE:
+        return -1
+    length = -1
+    for name, value in event.headers.raw_items():
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            return -1
+        if lowered == b"content-length":
+            length = int(value)
+    return length
+
+
+def _keep_alive(ex: Exchange, event: h11.Response) -> bool:
+    """h11's rule: HTTP/1.1 on both sides and no ``Connection: close``."""
+    if event.http_version != b"1.1":
+        return False
+    for headers in (event.headers.raw_items(), ex.request.headers):
+        for name, value in headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+    return True
+
+
 class PoolHooks(Protocol):
     """How a connection reports back to the pool that owns it."""
 
@@ -68,7 +103,10 @@ class HTTP11Connection:
         self.origin = origin
         self.transport = transport
         self._pool = pool
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self._h11 = _new_h11()
+        self._raw = -1
+        """Body bytes still due in raw mode (see ``_raw_data``); -1: off."""
+        self._raw_keep = False
         self._loop = asyncio.get_running_loop()
         self.closed = False
         self.requests_served = 0
@@ -184,7 +222,10 @@ class HTTP11Connection:
     def on_credit(self, ex: Exchange) -> None:
         if ex is self.ex and self._starved and ex.credit > 0:
             self._starved = False
-            self._process()
+            if self._raw >= 0:
+                self._flush(ex)
+            else:
+                self._process()
             if not self._starved and self.ex is ex:
                 self.transport.resume_reading()
                 self._arm()
@@ -211,6 +252,9 @@ class HTTP11Connection:
             self.close("unexpected data on idle connection")
             return
         self._got_bytes = True
+        if self._raw >= 0:
+            self._raw_data(data)
+            return
         self._h11.receive_data(data)
         if not self._starved:
             self._process()
@@ -220,6 +264,13 @@ class HTTP11Connection:
             self.close("server closed idle connection")
         elif not self._got_bytes:
             self._fail(RemoteProtocolError("server disconnected without sending a response"))
+        elif self._raw >= 0:
+            self._fail(
+                RemoteProtocolError(
+                    f"peer closed connection without sending complete message body: "
+                    f"{self._raw} bytes missing"
+                )
+            )
         else:
             self._h11.receive_data(b"")
             if not self._starved:
@@ -248,23 +299,13 @@ class HTTP11Connection:
                 if kind is _Data:
                     parts.append(event.data)  # type: ignore[union-attr]
                 elif kind is _EndOfMessage:
-                    self._complete(ex)
+                    self._complete(ex, h.our_state is _DONE and h.their_state is _DONE)
                     return
                 elif kind is _Response:
                     assert isinstance(event, _Response)
-                    version = _VERSIONS.get(event.http_version) or (
-                        "HTTP/" + event.http_version.decode("ascii")
-                    )
-                    self._head = (
-                        event.status_code,
-                        bytes(event.reason),
-                        list(event.headers.raw_items()),
-                        version,
-                    )
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "head received request_id=%d status=%d", ex.id, event.status_code
-                        )
+                    self._on_head(ex, event)
+                    if self._raw >= 0:
+                        break
                 elif kind is _Informational:
                     continue
                 elif event is _NEED_DATA:
@@ -277,6 +318,47 @@ class HTTP11Connection:
         except RemoteProtocolError as exc:
             self._fail(exc)
             return
+        if self._raw == 0:
+            self._complete(ex, self._raw_keep)
+            return
+        self._flush(ex)
+
+    def _on_head(self, ex: Exchange, event: h11.Response) -> None:
+        version = _VERSIONS.get(event.http_version) or (
+            "HTTP/" + event.http_version.decode("ascii")
+        )
+        headers = list(event.headers.raw_items())
+        self._head = (event.status_code, bytes(event.reason), headers, version)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("head received request_id=%d status=%d", ex.id, event.status_code)
+        length = _raw_length(ex, event, self._h11)
+        if length >= RAW_BODY_MIN:
+            leftover = self._h11.trailing_data[0]
+            if len(leftover) <= length:
+                self._raw = length - len(leftover)
+                self._raw_keep = _keep_alive(ex, event)
+                if leftover:
+                    self._parts.append(leftover)
+
+    def _raw_data(self, data: bytes) -> None:
+        """A large Content-Length body: bytes go to the caller as received,
+        without h11 copying them twice; framing is just a countdown."""
+        ex = self.ex
+        assert ex is not None
+        remaining = self._raw
+        if len(data) > remaining:
+            self._raw_keep = False
+            data = data[:remaining]
+        self._raw = remaining - len(data)
+        self._parts.append(data)
+        if self._raw == 0:
+            self._complete(ex, self._raw_keep)
+        else:
+            self._flush(ex)
+
+    def _flush(self, ex: Exchange) -> None:
+        """Send a streaming caller what has arrived; pause when out of credit."""
+        parts = self._parts
         if ex.stream and self._head is not None:
             data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
             parts.clear()
@@ -293,7 +375,7 @@ class HTTP11Connection:
                 return
         self._arm()
 
-    def _complete(self, ex: Exchange) -> None:
+    def _complete(self, ex: Exchange, reusable: bool) -> None:
         parts = self._parts
         body = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
         assert self._head is not None
@@ -302,11 +384,17 @@ class HTTP11Connection:
             final = BodyChunk(body, True)
         else:
             final = ResponseHead(*self._head, body, True)
+        raw = self._raw >= 0
         self._detach()
         self.requests_served += 1
         self.idle_since = self._loop.time()
         h = self._h11
-        if h.our_state is _DONE and h.their_state is _DONE:
+        if raw:
+            if reusable:
+                self._h11 = _new_h11()
+            else:
+                self.close("server closes after the response")
+        elif reusable:
             h.start_next_cycle()
             if h.trailing_data[0]:
                 self.close("unexpected data after the response")
@@ -317,6 +405,7 @@ class HTTP11Connection:
         self._pool.exchange_done(self, ex, final)
 
     def _detach(self) -> None:
+        self._raw = -1
         ex, self.ex = self.ex, None
         if ex is not None:
             ex.handler = None

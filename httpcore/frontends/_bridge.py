@@ -17,7 +17,7 @@ from ..engine.runner import Engine, default_engine
 _request_ids = itertools.count(1)
 next_request_id = _request_ids.__next__
 
-CREDIT_BATCH = 256 * 1024
+CREDIT_BATCH = 512 * 1024
 """Consumed bytes returned to the engine in one GrantCredit message."""
 
 UPLOAD_WINDOW = 512 * 1024
