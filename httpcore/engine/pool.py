@@ -26,6 +26,10 @@ from .messages import BodyChunk, ConnectionInfo, PoolConfig, ResponseHead
 from .transport import Transport
 
 logger = logging.getLogger("httpcore")
+
+TRIM_GRACE = 0.25
+"""Seconds idle connections above the keep-alive cap may wait to be reused."""
+
 _connection_ids = itertools.count(1)
 
 Connection = HTTP11Connection
@@ -79,6 +83,7 @@ class Pool:
         self._by_conn: dict[Connection, Slot] = {}
         self._waiting: deque[_Waiter] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._trimmer: asyncio.TimerHandle | None = None
         self.closed = False
 
     # -- introspection -------------------------------------------------------------
@@ -344,11 +349,33 @@ class Pool:
         self._schedule()
         keep = self.limits.max_keepalive_connections
         if keep is not None:
-            idle = [s for s in self._slots if s.state == "idle"]
-            if len(idle) > keep:
-                for old in idle[: len(idle) - keep]:
-                    self._drop(old, "too many idle connections")
+            if keep == 0:
+                if conn.is_idle():
+                    conn.close("max_keepalive_connections=0")
+            elif self._trimmer is None and self._count_idle() > keep:
+                self._trimmer = asyncio.get_running_loop().call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
+
+    def _count_idle(self) -> int:
+        return sum(1 for s in self._slots if s.state == "idle")
+
+    def _trim(self) -> None:
+        """Close the longest-idle connections above ``max_keepalive_connections``.
+
+        Done after a short grace rather than on release: under bursty load,
+        connections freed in one burst are wanted again by the next, and
+        closing them at once would make every burst reconnect.
+        """
+        self._trimmer = None
+        keep = self.limits.max_keepalive_connections
+        if keep is None or self.closed:
+            return
+        idle = sorted(
+            (s for s in self._slots if s.state == "idle"),
+            key=lambda s: s.conn.idle_since if s.conn else 0.0,
+        )
+        for old in idle[: max(0, len(idle) - keep)]:
+            self._drop(old, "too many idle connections")
 
     def _give_back(self, slot: Slot) -> None:
         """A granted slot its waiter never used (cancelled meanwhile)."""
@@ -392,9 +419,10 @@ class Pool:
 
     def close(self) -> None:
         self.closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for timer in (self._sweeper, self._trimmer):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._trimmer = None
         for slot in list(self._slots):
             if slot.conn is not None:
                 slot.conn.close("pool closed")
