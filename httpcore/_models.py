@@ -25,6 +25,11 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
 """Bytes h11 refuses in a field value; checked here so the engine need not."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
+_METHODS: dict[str | bytes, bytes] = {
+    m: m.encode("ascii") if isinstance(m, str) else m
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
+    for m in (name, name.encode("ascii"))
+}
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 
 
@@ -54,6 +59,8 @@ class Origin:
 class URL:
     origin: Origin
     target: bytes
+    authority: bytes
+    """The Host header value, computed once per parsed URL."""
 
     def __str__(self) -> str:
         return str(self.origin) + self.target.decode("ascii", "replace")
@@ -164,7 +171,8 @@ def _parse_url(url: str | bytes) -> URL:
         ) from None
     if _BAD_URL.search(target_b):
         raise UnsupportedProtocol(f"URL {text!r} has whitespace or control characters")
-    return URL(Origin(scheme_b, host_b, port), target_b)
+    origin = Origin(scheme_b, host_b, port)
+    return URL(origin, target_b, origin.authority)
 
 
 def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
@@ -220,12 +228,17 @@ def build_request(
     is_async: bool,
 ) -> tuple[Request, Iterable[bytes] | AsyncIterable[bytes] | None]:
     """Validate everything; return the request and any streaming body source."""
-    method_b = _to_bytes(method, "method")
-    if not _TOKEN.match(method_b):
-        raise LocalProtocolError(f"illegal method {method_b!r}")
+    method_b = _METHODS.get(method) if isinstance(method, (str, bytes)) else None
+    if method_b is None:
+        method_b = _to_bytes(method, "method")
+        if not _TOKEN.match(method_b):
+            raise LocalProtocolError(f"illegal method {method_b!r}")
     parsed = parse_url(url)
-    hdrs = normalize_headers(headers)
-    names = {name.lower() for name, _ in hdrs}
+    if headers:
+        hdrs = normalize_headers(headers)
+        names = {name.lower() for name, _ in hdrs}
+    else:
+        hdrs, names = [], set()
     source: Iterable[bytes] | AsyncIterable[bytes] | None = None
     data: bytes | None
     if body is None:
@@ -250,5 +263,5 @@ def build_request(
     if source is not None and b"content-length" not in names and b"transfer-encoding" not in names:
         hdrs.append((b"Transfer-Encoding", b"chunked"))
     if b"host" not in names:
-        hdrs.insert(0, (b"Host", parsed.origin.authority))
+        hdrs.insert(0, (b"Host", parsed.authority))
     return Request(method_b, parsed, hdrs, data, source is not None), source

@@ -52,19 +52,17 @@ def _new_h11() -> h11.Connection:
     return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
 
 
-def _raw_length(ex: Exchange, event: h11.Response, h: h11.Connection) -> int:
+def _raw_length(ex: Exchange, headers: list[tuple[bytes, bytes]], status: int) -> int:
     """The Content-Length when h11 frames this body by it, else -1."""
-    if ex.request.method == b"HEAD" or event.status_code in (204, 304):
-        return -1
-    if h.our_state is not _DONE:
+    if ex.request.method == b"HEAD" or status in (204, 304):
         return -1
     length = -1
-    for name, value in event.headers.raw_items():
-        lowered = name.lower()
-        if lowered == b"transfer-encoding":
-            return -1
-        if lowered == b"content-length":
+    for name, value in headers:
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
             length = int(value)
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            return -1
     return length
 
 
@@ -331,7 +329,9 @@ class HTTP11Connection:
         self._head = (event.status_code, bytes(event.reason), headers, version)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("head received request_id=%d status=%d", ex.id, event.status_code)
-        length = _raw_length(ex, event, self._h11)
+        length = -1
+        if self._h11.our_state is _DONE:
+            length = _raw_length(ex, headers, event.status_code)
         if length >= RAW_BODY_MIN:
             leftover = self._h11.trailing_data[0]
             if len(leftover) <= length:
