@@ -38,7 +38,7 @@ Connection = HTTP11Connection
 class Slot:
     """A place in the pool: connecting, then holding a live connection."""
 
-    __slots__ = ("conn", "id", "origin", "reserved")
+    __slots__ = ("conn", "id", "idle", "origin", "reserved")
 
     def __init__(self, origin: Origin) -> None:
         self.id = next(_connection_ids)
@@ -46,6 +46,8 @@ class Slot:
         self.conn: Connection | None = None
         self.reserved = False
         """Granted to a waiter that has not started on it yet."""
+        self.idle = False
+        """In the pool's idle stack for its origin."""
 
     @property
     def state(self) -> str:
@@ -81,6 +83,8 @@ class Pool:
         self._ssl = ssl_context
         self._slots: list[Slot] = []
         self._by_conn: dict[Connection, Slot] = {}
+        self._idle: dict[Origin, list[Slot]] = {}
+        """Idle connections per origin, most recently used last (LIFO reuse)."""
         self._waiting: deque[_Waiter] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._trimmer: asyncio.TimerHandle | None = None
@@ -105,7 +109,7 @@ class Pool:
 
     def counts(self) -> tuple[int, int, int]:
         """(active, queued, idle) for ``__repr__``."""
-        idle = sum(1 for s in self._slots if s.state == "idle")
+        idle = self._count_idle()
         return len(self._slots) - idle, len(self._waiting), idle
 
     def transports(self) -> list[Transport]:
@@ -252,8 +256,10 @@ class Pool:
 
     def connection_lost(self, conn: Connection, reason: str) -> None:
         slot = self._by_conn.pop(conn, None)
-        if slot is not None and slot in self._slots:
-            self._slots.remove(slot)
+        if slot is not None:
+            self._remove_idle(slot)
+            if slot in self._slots:
+                self._slots.remove(slot)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("connection closed connection_id=%d reason=%s", conn.id, reason)
         self._schedule()
@@ -261,20 +267,32 @@ class Pool:
     # -- decisions (no I/O) ------------------------------------------------------------
 
     def _find_idle(self, origin: Origin, now: float, expired: list[Slot]) -> Slot | None:
+        """Pop the most recently used idle connection to ``origin``; expired
+        ones met on the way go to ``expired``."""
+        stack = self._idle.get(origin)
         expiry = self.limits.keepalive_expiry
-        for slot in self._slots:
+        while stack:
+            slot = stack.pop()
+            slot.idle = False
             conn = slot.conn
-            if (
-                conn is not None
-                and slot.origin == origin
-                and not slot.reserved
-                and conn.is_available()
-            ):
-                if conn.has_expired(now, expiry):
-                    expired.append(slot)
-                    continue
-                return slot
+            assert conn is not None
+            if conn.has_expired(now, expiry):
+                expired.append(slot)
+                continue
+            return slot
         return None
+
+    def _push_idle(self, slot: Slot) -> None:
+        if not slot.idle:
+            slot.idle = True
+            self._idle.setdefault(slot.origin, []).append(slot)
+
+    def _remove_idle(self, slot: Slot) -> None:
+        if slot.idle:
+            slot.idle = False
+            stack = self._idle.get(slot.origin)
+            if stack is not None:
+                stack.remove(slot)
 
     def _room(self, plan: Plan) -> bool:
         limit = self.limits.max_connections
@@ -287,34 +305,20 @@ class Pool:
         """Serve waiters in order: reuse an idle connection, else open one
         if there is room, else evict an idle connection to another origin."""
         plan = Plan()
-        taken: set[int] = set()
         waiting = list(self._waiting)
         for waiter in waiting:
             if waiter.future.done():
                 continue
             slot = self._find_idle(waiter.origin, now, plan.expired)
-            if slot is not None and slot.id not in taken:
-                taken.add(slot.id)
-            elif self._room(plan):
+            if slot is None and self._room(plan):
                 slot = Slot(waiter.origin)
-                taken.add(slot.id)
-            else:
-                victim = next(
-                    (
-                        s
-                        for s in self._slots
-                        if s.state == "idle"
-                        and s.id not in taken
-                        and s not in plan.evict
-                        and s not in plan.expired
-                    ),
-                    None,
-                )
+            elif slot is None:
+                victim = next((st[0] for st in self._idle.values() if st), None)
                 if victim is None:
                     break
+                self._remove_idle(victim)
                 plan.evict.append(victim)
                 slot = Slot(waiter.origin)
-                taken.add(slot.id)
             plan.grants.append((waiter, slot))
         return plan
 
@@ -346,6 +350,9 @@ class Pool:
         if self.closed and not conn.closed:
             conn.close("pool closed")
             return
+        slot = self._by_conn.get(conn)
+        if slot is not None and conn.is_idle() and not slot.reserved:
+            self._push_idle(slot)
         self._schedule()
         keep = self.limits.max_keepalive_connections
         if keep is not None:
@@ -357,7 +364,7 @@ class Pool:
         self._arm_sweeper()
 
     def _count_idle(self) -> int:
-        return sum(1 for s in self._slots if s.state == "idle")
+        return sum(len(stack) for stack in self._idle.values())
 
     def _trim(self) -> None:
         """Close the longest-idle connections above ``max_keepalive_connections``.
@@ -371,7 +378,7 @@ class Pool:
         if keep is None or self.closed:
             return
         idle = sorted(
-            (s for s in self._slots if s.state == "idle"),
+            (s for stack in self._idle.values() for s in stack),
             key=lambda s: s.conn.idle_since if s.conn else 0.0,
         )
         for old in idle[: max(0, len(idle) - keep)]:
@@ -408,11 +415,12 @@ class Pool:
         self._sweeper = None
         now = asyncio.get_running_loop().time()
         expiry = self.limits.keepalive_expiry
-        for slot in list(self._slots):
-            conn = slot.conn
-            if conn is not None and conn.is_idle() and conn.has_expired(now, expiry):
-                conn.close("keep-alive expired")
-        if any(s.state == "idle" for s in self._slots):
+        for stack in list(self._idle.values()):
+            for slot in list(stack):
+                conn = slot.conn
+                if conn is not None and conn.has_expired(now, expiry):
+                    conn.close("keep-alive expired")
+        if self._count_idle():
             self._arm_sweeper()
 
     # -- close ---------------------------------------------------------------------------
