@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import h11
 
@@ -80,13 +80,13 @@ def _keep_alive(ex: Exchange, event: h11.Response) -> bool:
 class PoolHooks(Protocol):
     """How a connection reports back to the pool that owns it."""
 
-    def exchange_done(
-        self, conn: HTTP11Connection, ex: Exchange, final: ResponseHead | BodyChunk
-    ) -> None: ...
-    def exchange_failed(
-        self, conn: HTTP11Connection, ex: Exchange, error: Exception, stale: bool
-    ) -> None: ...
-    def connection_lost(self, conn: HTTP11Connection, reason: str) -> None: ...
+    def exchange_done(self, conn: Any, ex: Exchange, final: ResponseHead | BodyChunk) -> None: ...
+    def exchange_failed(self, conn: Any, ex: Exchange, error: Exception, retry: str) -> None:
+        """``retry``: "no", "if_idempotent" (stale keep-alive) or "safe"
+        (the server certainly did not process the request)."""
+    def exchange_released(self, conn: Any) -> None: ...
+    def capacity_changed(self, conn: Any) -> None: ...
+    def connection_lost(self, conn: Any, reason: str) -> None: ...
 
 
 class HTTP11Connection:
@@ -426,7 +426,7 @@ class HTTP11Connection:
         )
         self._detach()
         self.close(reason or describe(error))
-        self._pool.exchange_failed(self, ex, error, stale)
+        self._pool.exchange_failed(self, ex, error, "if_idempotent" if stale else "no")
 
     # -- deadlines ---------------------------------------------------------------------
 

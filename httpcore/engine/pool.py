@@ -2,9 +2,17 @@
 # and its queue of requests waiting for one; no locks: one thread touches it.
 """The connection pool: which connection serves which request.
 
-``_plan`` decides (reuse, open, evict, wait) as a plain function of the
-state; the methods around it do the I/O. A request that finds an idle
+``_plan`` decides (share, reuse, wait, open, evict) as a plain function of
+the state; the methods around it do the I/O. A request that finds a free
 connection starts on it at once, without a task.
+
+Rules, in order, for a request to an origin:
+1. an HTTP/2 connection to it with a free stream;
+2. an idle HTTP/1.1 connection to it (most recently used first);
+3. wait, if a connection to it that may turn out HTTP/2 is being set up;
+4. a new connection, if ``max_connections`` allows;
+5. a new connection in place of an idle one to another origin;
+6. otherwise wait, at most the pool timeout.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .._config import Limits
-from .._exceptions import EngineClosed, HTTPCoreError, PoolTimeout, describe
+from .._exceptions import ConnectError, EngineClosed, HTTPCoreError, PoolTimeout, describe
 from .._models import Origin
 from .connect import open_transport
 from .exchange import Exchange
+from .http2 import HTTP2Connection
 from .http11 import HTTP11Connection
 from .messages import BodyChunk, ConnectionInfo, PoolConfig, ResponseHead
 from .transport import Transport
@@ -32,22 +41,24 @@ TRIM_GRACE = 0.25
 
 _connection_ids = itertools.count(1)
 
-Connection = HTTP11Connection
+Connection = HTTP11Connection | HTTP2Connection
 
 
 class Slot:
     """A place in the pool: connecting, then holding a live connection."""
 
-    __slots__ = ("conn", "id", "idle", "origin", "reserved")
+    __slots__ = ("conn", "id", "idle", "may_share", "origin", "reserved")
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, may_share: bool) -> None:
         self.id = next(_connection_ids)
         self.origin = origin
         self.conn: Connection | None = None
-        self.reserved = False
-        """Granted to a waiter that has not started on it yet."""
+        self.may_share = may_share
+        """Connecting, and may come up HTTP/2: same-origin requests wait for it."""
+        self.reserved = 0
+        """Streams granted to waiters that have not started on it yet."""
         self.idle = False
-        """In the pool's idle stack for its origin."""
+        """In the pool's idle stack for its origin (HTTP/1.1 only)."""
 
     @property
     def state(self) -> str:
@@ -57,6 +68,13 @@ class Slot:
         if conn.closed:
             return "closed"
         return "active" if conn.active or self.reserved else "idle"
+
+    def spare(self) -> int:
+        """Streams a shared (HTTP/2) connection can still be granted."""
+        conn = self.conn
+        if not isinstance(conn, HTTP2Connection):
+            return 0
+        return conn.capacity() - self.reserved
 
 
 @dataclass(eq=False)
@@ -72,6 +90,7 @@ class Plan:
     grants: list[tuple[_Waiter, Slot]] = field(default_factory=list)
     evict: list[Slot] = field(default_factory=list)
     expired: list[Slot] = field(default_factory=list)
+    new: int = 0
 
 
 class Pool:
@@ -84,7 +103,9 @@ class Pool:
         self._slots: list[Slot] = []
         self._by_conn: dict[Connection, Slot] = {}
         self._idle: dict[Origin, list[Slot]] = {}
-        """Idle connections per origin, most recently used last (LIFO reuse)."""
+        """Idle HTTP/1.1 connections per origin, most recently used last."""
+        self._shared: dict[Origin, list[Slot]] = {}
+        """Live HTTP/2 connections per origin."""
         self._waiting: deque[_Waiter] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._trimmer: asyncio.TimerHandle | None = None
@@ -109,7 +130,7 @@ class Pool:
 
     def counts(self) -> tuple[int, int, int]:
         """(active, queued, idle) for ``__repr__``."""
-        idle = self._count_idle()
+        idle = sum(1 for slot in self._slots if slot.state == "idle")
         return len(self._slots) - idle, len(self._waiting), idle
 
     def transports(self) -> list[Transport]:
@@ -118,12 +139,15 @@ class Pool:
     # -- serving a request ---------------------------------------------------------
 
     def submit(self, ex: Exchange, force_new: bool = False) -> None:
-        """Start ``ex`` on an idle connection now, or in a task that waits/connects."""
+        """Start ``ex`` on a free connection now, or in a task that waits/connects."""
         if self.closed:
             ex.fail(EngineClosed("pool is closed"))
             return
         if not force_new and not self._waiting:
-            slot = self._take_idle(ex.request.url.origin, asyncio.get_running_loop().time())
+            origin = ex.request.url.origin
+            slot = self._take_shared(origin) or self._take_idle(
+                origin, asyncio.get_running_loop().time()
+            )
             if slot is not None:
                 conn = slot.conn
                 assert conn is not None
@@ -138,6 +162,7 @@ class Pool:
     async def _serve(self, ex: Exchange, force_new: bool) -> None:
         try:
             slot = await self._acquire(ex, force_new)
+            fresh = slot.conn is None
             try:
                 conn = slot.conn if slot.conn is not None else await self._connect(slot, ex)
             except BaseException:
@@ -163,8 +188,21 @@ class Pool:
             ex.task = None
         if ex.done:
             self._release(conn)
+        elif conn.closed:
+            self.submit(ex)
+            return
         else:
+            if not fresh and logger.isEnabledFor(logging.DEBUG):
+                logger.debug("connection reused connection_id=%d request_id=%d", slot.id, ex.id)
             conn.start(ex)
+        if fresh:
+            self._schedule()
+
+    def _take_shared(self, origin: Origin) -> Slot | None:
+        for slot in self._shared.get(origin, ()):
+            if slot.spare() > 0:
+                return slot
+        return None
 
     def _take_idle(self, origin: Origin, now: float) -> Slot | None:
         expired: list[Slot] = []
@@ -174,15 +212,17 @@ class Pool:
         return slot
 
     async def _acquire(self, ex: Exchange, force_new: bool) -> Slot:
-        """An idle connection's slot, or a fresh slot to connect; may wait."""
+        """A free connection's slot, or a fresh slot to connect; may wait."""
         origin = ex.request.url.origin
         loop = asyncio.get_running_loop()
         if not self._waiting:
-            slot = None if force_new else self._take_idle(origin, loop.time())
+            slot = None
+            if not force_new:
+                slot = self._take_shared(origin) or self._take_idle(origin, loop.time())
             if slot is not None:
                 return slot
-            if self._room(Plan()):
-                slot = Slot(origin)
+            if (force_new or not self._connecting_shareable(origin)) and self._room(Plan()):
+                slot = Slot(origin, self._may_share(origin))
                 self._slots.append(slot)
                 return slot
         future: asyncio.Future[Slot] = loop.create_future()
@@ -206,23 +246,45 @@ class Pool:
                 self._waiting.remove(waiter)
             except ValueError:
                 pass
-        slot.reserved = False
+        if slot.conn is not None:
+            slot.reserved -= 1
         return slot
+
+    def _may_share(self, origin: Origin) -> bool:
+        if not self.config.http2:
+            return False
+        return origin.scheme == b"https" or not self.config.http1
+
+    def _connecting_shareable(self, origin: Origin) -> bool:
+        return any(
+            slot.conn is None and slot.may_share and slot.origin == origin for slot in self._slots
+        )
 
     async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
         transport = await open_transport(slot.origin, self._ssl, ex.timeout, self.config.retries)
         if self.closed or slot not in self._slots:
             transport.close()
             raise EngineClosed("pool closed while connecting")
-        conn = HTTP11Connection(slot.id, slot.origin, transport, self)
+        tls, alpn = transport.tls_info()
+        conn: Connection
+        if alpn == "h2" or (slot.origin.scheme == b"http" and not self.config.http1):
+            conn = HTTP2Connection(slot.id, slot.origin, transport, self)
+            self._shared.setdefault(slot.origin, []).append(slot)
+        elif not self.config.http1:
+            transport.close()
+            raise ConnectError(
+                f"{slot.origin} did not negotiate HTTP/2 (ALPN: {alpn!r}) and http1=False"
+            )
+        else:
+            conn = HTTP11Connection(slot.id, slot.origin, transport, self)
         slot.conn = conn
+        slot.may_share = False
         self._by_conn[conn] = slot
         if logger.isEnabledFor(logging.DEBUG):
-            tls, alpn = transport.tls_info()
             extra = f" tls={tls} alpn={alpn}" if tls else ""
             logger.debug(
-                "connection opened connection_id=%d origin=%s%s request_id=%d",
-                slot.id, slot.origin, extra, ex.id,
+                "connection opened connection_id=%d origin=%s http_version=%s%s request_id=%d",
+                slot.id, slot.origin, conn.http_version, extra, ex.id,
             )
         return conn
 
@@ -236,28 +298,48 @@ class Pool:
             logger.debug("request ended request_id=%d", ex.id)
         ex.finish(final)
 
-    def exchange_failed(
-        self, conn: Connection, ex: Exchange, error: Exception, stale: bool
-    ) -> None:
-        """Retry once on a new connection when a reused one had gone stale."""
+    def exchange_failed(self, conn: Connection, ex: Exchange, error: Exception, retry: str) -> None:
+        """Retry once on a new connection when the server cannot have
+        processed the request: "safe" (GOAWAY, REFUSED_STREAM) for any
+        replayable request, "if_idempotent" (a stale keep-alive) for
+        idempotent ones."""
         debug = logger.isEnabledFor(logging.DEBUG)
-        if stale and ex.request.idempotent and not ex.retried and not ex.done and not self.closed:
+        replayable = not ex.request.streaming_body
+        allowed = (retry == "safe" and replayable) or (
+            retry == "if_idempotent" and ex.request.idempotent
+        )
+        self._release(conn)
+        if allowed and not ex.retried and not ex.done and not self.closed:
             ex.retried = True
             if debug:
                 logger.debug(
                     "request retried on a new connection request_id=%d after %s",
                     ex.id, describe(error),
                 )
-            self.submit(ex, force_new=True)
+            # A stale keep-alive may have stale siblings: take a new one. After
+            # GOAWAY the old connection is no longer shared anyway.
+            self.submit(ex, force_new=retry == "if_idempotent")
             return
         if debug:
             logger.debug("request failed request_id=%d error=%s", ex.id, describe(error))
         ex.fail(error)
 
+    def exchange_released(self, conn: Connection) -> None:
+        """A stream was cancelled: its place on ``conn`` is free again."""
+        self._release(conn)
+
+    def capacity_changed(self, conn: Connection) -> None:
+        """The server changed how many streams ``conn`` takes (or sent GOAWAY)."""
+        slot = self._by_conn.get(conn)
+        if slot is not None and isinstance(conn, HTTP2Connection) and conn.goaway:
+            self._unshare(slot)
+        self._schedule()
+
     def connection_lost(self, conn: Connection, reason: str) -> None:
         slot = self._by_conn.pop(conn, None)
         if slot is not None:
             self._remove_idle(slot)
+            self._unshare(slot)
             if slot in self._slots:
                 self._slots.remove(slot)
         if logger.isEnabledFor(logging.DEBUG):
@@ -267,8 +349,8 @@ class Pool:
     # -- decisions (no I/O) ------------------------------------------------------------
 
     def _find_idle(self, origin: Origin, now: float, expired: list[Slot]) -> Slot | None:
-        """Pop the most recently used idle connection to ``origin``; expired
-        ones met on the way go to ``expired``."""
+        """Pop the most recently used idle HTTP/1.1 connection to ``origin``;
+        expired ones met on the way go to ``expired``."""
         stack = self._idle.get(origin)
         expiry = self.limits.keepalive_expiry
         while stack:
@@ -282,43 +364,42 @@ class Pool:
             return slot
         return None
 
-    def _push_idle(self, slot: Slot) -> None:
-        if not slot.idle:
-            slot.idle = True
-            self._idle.setdefault(slot.origin, []).append(slot)
-
-    def _remove_idle(self, slot: Slot) -> None:
-        if slot.idle:
-            slot.idle = False
-            stack = self._idle.get(slot.origin)
-            if stack is not None:
-                stack.remove(slot)
-
     def _room(self, plan: Plan) -> bool:
         limit = self.limits.max_connections
         if limit is None:
             return True
         gone = {s.id for s in plan.evict} | {s.id for s in plan.expired}
-        return sum(1 for s in self._slots if s.id not in gone) < limit
+        live = sum(1 for s in self._slots if s.id not in gone) + plan.new
+        return live < limit
 
     def _plan(self, now: float) -> Plan:
-        """Serve waiters in order: reuse an idle connection, else open one
-        if there is room, else evict an idle connection to another origin."""
+        """Serve waiters in order by the rules in the module docstring."""
         plan = Plan()
-        waiting = list(self._waiting)
-        for waiter in waiting:
+        opening: dict[Origin, Slot] = {}
+        for waiter in list(self._waiting):
             if waiter.future.done():
                 continue
-            slot = self._find_idle(waiter.origin, now, plan.expired)
+            origin = waiter.origin
+            slot = self._take_shared(origin)
+            if slot is not None:
+                slot.reserved += 1
+            else:
+                slot = self._find_idle(origin, now, plan.expired)
+            if slot is None and (origin in opening or self._connecting_shareable(origin)):
+                continue
             if slot is None and self._room(plan):
-                slot = Slot(waiter.origin)
+                slot = Slot(origin, self._may_share(origin))
+                plan.new += 1
             elif slot is None:
                 victim = next((st[0] for st in self._idle.values() if st), None)
                 if victim is None:
-                    break
+                    continue
                 self._remove_idle(victim)
                 plan.evict.append(victim)
-                slot = Slot(waiter.origin)
+                slot = Slot(origin, self._may_share(origin))
+                plan.new += 1
+            if slot.may_share and slot.conn is None:
+                opening[origin] = slot
             plan.grants.append((waiter, slot))
         return plan
 
@@ -338,33 +419,44 @@ class Pool:
         for waiter, slot in plan.grants:
             if slot.conn is None:
                 self._slots.append(slot)
-            else:
-                slot.reserved = True
+            elif isinstance(slot.conn, HTTP11Connection):
+                slot.reserved = 1
             waiter.future.set_result(slot)
 
     # -- releasing ---------------------------------------------------------------------
 
     def _release(self, conn: Connection) -> None:
-        """An exchange ended on ``conn``: it is idle (or closed); serve waiters,
-        then keep at most ``max_keepalive_connections`` idle."""
+        """An exchange ended on ``conn``: serve waiters with what it frees,
+        keep it idle, or let the trimmer close it later."""
         if self.closed and not conn.closed:
             conn.close("pool closed")
             return
         slot = self._by_conn.get(conn)
-        if slot is not None and conn.is_idle() and not slot.reserved:
-            self._push_idle(slot)
+        if slot is not None and isinstance(conn, HTTP11Connection):
+            if conn.is_idle() and not slot.reserved:
+                self._push_idle(slot)
         self._schedule()
         keep = self.limits.max_keepalive_connections
         if keep is not None:
             if keep == 0:
-                if conn.is_idle():
+                if conn.is_idle() and (slot is None or not slot.reserved):
                     conn.close("max_keepalive_connections=0")
             elif self._trimmer is None and self._count_idle() > keep:
                 self._trimmer = asyncio.get_running_loop().call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
 
+    def _idle_slots(self) -> list[Slot]:
+        out = [s for stack in self._idle.values() for s in stack]
+        out += [
+            s
+            for stack in self._shared.values()
+            for s in stack
+            if s.conn is not None and s.conn.is_idle() and not s.reserved
+        ]
+        return out
+
     def _count_idle(self) -> int:
-        return sum(len(stack) for stack in self._idle.values())
+        return len(self._idle_slots())
 
     def _trim(self) -> None:
         """Close the longest-idle connections above ``max_keepalive_connections``.
@@ -378,18 +470,34 @@ class Pool:
         if keep is None or self.closed:
             return
         idle = sorted(
-            (s for stack in self._idle.values() for s in stack),
-            key=lambda s: s.conn.idle_since if s.conn else 0.0,
+            self._idle_slots(), key=lambda s: s.conn.idle_since if s.conn else 0.0
         )
         for old in idle[: max(0, len(idle) - keep)]:
             self._drop(old, "too many idle connections")
 
+    def _push_idle(self, slot: Slot) -> None:
+        if not slot.idle:
+            slot.idle = True
+            self._idle.setdefault(slot.origin, []).append(slot)
+
+    def _remove_idle(self, slot: Slot) -> None:
+        if slot.idle:
+            slot.idle = False
+            stack = self._idle.get(slot.origin)
+            if stack is not None:
+                stack.remove(slot)
+
+    def _unshare(self, slot: Slot) -> None:
+        stack = self._shared.get(slot.origin)
+        if stack is not None and slot in stack:
+            stack.remove(slot)
+
     def _give_back(self, slot: Slot) -> None:
         """A granted slot its waiter never used (cancelled meanwhile)."""
-        slot.reserved = False
         if slot.conn is None:
             self._forget_slot(slot)
         else:
+            slot.reserved = max(0, slot.reserved - 1)
             self._release(slot.conn)
 
     def _forget_slot(self, slot: Slot) -> None:
@@ -415,12 +523,11 @@ class Pool:
         self._sweeper = None
         now = asyncio.get_running_loop().time()
         expiry = self.limits.keepalive_expiry
-        for stack in list(self._idle.values()):
-            for slot in list(stack):
-                conn = slot.conn
-                if conn is not None and conn.has_expired(now, expiry):
-                    conn.close("keep-alive expired")
-        if self._count_idle():
+        for slot in self._idle_slots():
+            conn = slot.conn
+            if conn is not None and conn.has_expired(now, expiry):
+                conn.close("keep-alive expired")
+        if self._idle_slots():
             self._arm_sweeper()
 
     # -- close ---------------------------------------------------------------------------

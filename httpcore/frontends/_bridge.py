@@ -27,9 +27,7 @@ _default_contexts: dict[tuple[bool, bool], ssl.SSLContext] = {}
 
 
 def _alpn(http1: bool, http2: bool) -> list[str]:
-    # HTTP/2 arrives with the next engine driver; until then only offer http/1.1.
-    del http2
-    return ["http/1.1"] if http1 else []
+    return (["h2"] if http2 else []) + (["http/1.1"] if http1 else [])
 
 
 def make_config(
@@ -43,8 +41,6 @@ def make_config(
     """Validate frontend options once, at construction."""
     if not (http1 or http2):
         raise UnsupportedProtocol("at least one of http1 and http2 must be enabled")
-    if not http1:
-        raise UnsupportedProtocol("HTTP/2 is not supported yet; enable http1")
     if proxy is not None:
         raise ProxyError("proxies are not supported yet")
     if limits is not None and not isinstance(limits, Limits):

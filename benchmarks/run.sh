@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Benchmark harness entry point: bash benchmarks/run.sh [--quick] [--only a,b,...] [--help]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v curl-config >/dev/null 2>&1 || need+=(libcurl4-openssl-dev libssl-dev)  # pycurl
+if [ ${#need[@]} -gt 0 ]; then
+    echo "[bench] installing from Debian: ${need[*]}" >&2
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian's postinst may start a system nginx on port 80; the harness runs its own, on free ports.
+export PATH="$PATH:/usr/sbin"
+
+py="${BENCH_PYTHON:-python3}"
+exec "$py" "$here/harness.py" "$@"

@@ -1,0 +1,553 @@
+# Runs on the engine thread only. Owns one HTTP/2 connection: its h2 state
+# machine, its Transport and every stream (exchange) multiplexed on it.
+"""HTTP/2 over h2, driven by transport callbacks.
+
+Any number of exchanges run at once, up to the server's
+``SETTINGS_MAX_CONCURRENT_STREAMS``. Writes are batched: whatever h2 has to
+send goes out in one socket write per loop iteration. Flow-control windows
+of a streamed body are re-opened only as its caller hands back credit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from .._exceptions import (
+    HTTPCoreError,
+    LocalProtocolError,
+    ReadTimeout,
+    RemoteProtocolError,
+    WriteTimeout,
+    describe,
+)
+from .._models import Origin
+from .exchange import STREAM_WINDOW, Exchange
+from .http11 import MAX_HEAD_SIZE, PoolHooks
+from .messages import BodyChunk, ResponseHead, UploadAck
+from .transport import Transport
+
+logger = logging.getLogger("httpcore")
+
+CONNECTION_WINDOW = 16 * 1024 * 1024
+"""Connection-level receive window: room for several fast streams at once."""
+
+DEFAULT_MAX_STREAMS = 100
+"""Streams we open before the server's SETTINGS say how many it allows."""
+
+_MAX_STREAM_ID = 2**31 - 1
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
+)
+
+
+def h2_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    """Pseudo-headers first, names lower-cased, hop-by-hop fields dropped."""
+    req = ex.request
+    origin = req.url.origin
+    authority = req.url.authority
+    rest: list[tuple[bytes, bytes]] = []
+    for name, value in req.headers:
+        lowered = name.lower()
+        if lowered in _HOP_BY_HOP:
+            if lowered == b"host":
+                authority = value
+            continue
+        if lowered == b"te" and value.lower() != b"trailers":
+            continue
+        rest.append((lowered, value))
+    return [
+        (b":method", req.method),
+        (b":authority", authority),
+        (b":scheme", origin.scheme),
+        (b":path", req.url.target),
+        *rest,
+    ]
+
+
+class _Stream:
+    """One exchange on the connection."""
+
+    __slots__ = (
+        "deadline",
+        "ex",
+        "got_bytes",
+        "head",
+        "head_sent",
+        "id",
+        "out",
+        "out_end",
+        "parts",
+        "to_ack",
+        "unacked_upload",
+    )
+
+    def __init__(self, stream_id: int, ex: Exchange) -> None:
+        self.id = stream_id
+        self.ex = ex
+        self.head: tuple[int, bytes, list[tuple[bytes, bytes]], str] | None = None
+        self.head_sent = False
+        self.parts: list[bytes] = []
+        self.to_ack = 0
+        """Flow-controlled bytes received but not yet handed back to the server."""
+        self.out: list[memoryview] = []
+        self.out_end = False
+        """The request body ends after ``out`` (END_STREAM still to send)."""
+        self.unacked_upload = 0
+        self.got_bytes = False
+        self.deadline: float | None = None
+
+
+class HTTP2Connection:
+    """One socket speaking HTTP/2 to one origin."""
+
+    http_version = "HTTP/2"
+
+    def __init__(
+        self, connection_id: int, origin: Origin, transport: Transport, pool: PoolHooks
+    ) -> None:
+        self.id = connection_id
+        self.origin = origin
+        self.transport = transport
+        self._pool = pool
+        self._loop = asyncio.get_running_loop()
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        h = self._h2 = h2.connection.H2Connection(config=config)
+        h.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEAD_SIZE,
+            },
+        )
+        h.initiate_connection()
+        h.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.streams: dict[int, _Stream] = {}
+        self._by_ex: dict[Exchange, _Stream] = {}
+        self.closed = False
+        self.goaway = False
+        self._settings_seen = False
+        self.requests_served = 0
+        self.idle_since = self._loop.time()
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.got_bytes = True
+        transport.attach(self)
+        self._flush()
+
+    # -- queries the pool uses -------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return bool(self.streams)
+
+    @property
+    def active_streams(self) -> int:
+        return len(self.streams)
+
+    def capacity(self) -> int:
+        """How many more streams this connection takes now."""
+        if self.closed or self.goaway:
+            return 0
+        h = self._h2
+        limit = h.remote_settings.max_concurrent_streams
+        if not self._settings_seen:
+            limit = min(limit, DEFAULT_MAX_STREAMS)
+        ids_left = (_MAX_STREAM_ID - h.highest_outbound_stream_id) // 2
+        return max(0, min(limit - len(self.streams), ids_left))
+
+    def is_available(self) -> bool:
+        return self.capacity() > 0
+
+    def is_idle(self) -> bool:
+        return not self.streams and not self.closed
+
+    def has_expired(self, now: float, expiry: float | None) -> bool:
+        if self.closed or self.goaway:
+            return True
+        return not self.streams and expiry is not None and now - self.idle_since > expiry
+
+    # -- exchanges -----------------------------------------------------------------------
+
+    def start(self, ex: Exchange) -> None:
+        """Open a stream for ``ex``; frames go out with the next flush."""
+        h = self._h2
+        req = ex.request
+        try:
+            stream_id = h.get_next_available_stream_id()
+            end = req.body is not None and not req.body
+            h.send_headers(stream_id, h2_headers(ex), end_stream=end)
+        except h2.exceptions.ProtocolError as exc:
+            self._pool.exchange_failed(self, ex, LocalProtocolError(describe(exc)), "safe")
+            return
+        stream = _Stream(stream_id, ex)
+        self.streams[stream_id] = stream
+        self._by_ex[ex] = stream
+        ex.handler = self
+        if req.body:
+            stream.out.append(memoryview(req.body))
+            stream.out_end = True
+            self._pump(stream)
+        elif req.body is None and ex.upload:
+            self.on_upload(ex)
+        self._set_deadline(stream)
+        self._schedule_flush()
+
+    def on_upload(self, ex: Exchange) -> None:
+        stream = self._by_ex.get(ex)
+        if stream is None:
+            ex.upload.clear()
+            return
+        while ex.upload:
+            piece = ex.upload.popleft()
+            if piece.data:
+                stream.out.append(memoryview(piece.data))
+            if piece.end:
+                stream.out_end = True
+        self._pump(stream)
+        self._schedule_flush()
+
+    def _pump(self, stream: _Stream) -> None:
+        """Send as much of the stream's body as the peer's windows allow."""
+        h = self._h2
+        sid = stream.id
+        out = stream.out
+        try:
+            while out:
+                window = min(h.local_flow_control_window(sid), h.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                piece = out[0]
+                chunk = piece[:window]
+                if len(chunk) == len(piece):
+                    out.pop(0)
+                else:
+                    out[0] = piece[window:]
+                last = stream.out_end and not out
+                h.send_data(sid, chunk.tobytes(), end_stream=last)
+                stream.unacked_upload += len(chunk)
+                if last:
+                    stream.out_end = False
+            if stream.out_end and not out:
+                stream.out_end = False
+                h.end_stream(sid)
+        except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError) as exc:
+            self._fail_stream(stream, LocalProtocolError(describe(exc)), "no", reset=True)
+            return
+        if stream.unacked_upload and stream.ex.request.body is None:
+            n, stream.unacked_upload = stream.unacked_upload, 0
+            stream.ex.send(UploadAck(n))
+
+    def on_credit(self, ex: Exchange) -> None:
+        stream = self._by_ex.get(ex)
+        if stream is not None and stream.to_ack and ex.credit > 0:
+            n, stream.to_ack = stream.to_ack, 0
+            self._h2.acknowledge_received_data(n, stream.id)
+            self._schedule_flush()
+
+    def on_abandon(self, ex: Exchange) -> None:
+        stream = self._by_ex.get(ex)
+        if stream is not None:
+            self._end_stream(stream)
+            try:
+                self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
+            except h2.exceptions.ProtocolError:
+                pass
+            self._schedule_flush()
+            self._pool.exchange_released(self)
+
+    # -- transport callbacks --------------------------------------------------------------
+
+    def on_bug(self, exc: Exception) -> None:
+        logger.error("internal error on connection_id=%d", self.id, exc_info=exc)
+        error = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+        error.__cause__ = exc
+        self._fail_all(error, "no")
+        self.close("internal error")
+
+    def on_data(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._flush()
+            self._fail_all(RemoteProtocolError(f"HTTP/2 protocol error: {describe(exc)}"), "no")
+            self.close("protocol error")
+            return
+        touched: dict[int, _Stream] = {}
+        for event in events:
+            self._on_event(event, touched)
+        for stream in touched.values():
+            if stream.id in self.streams:
+                self._deliver(stream)
+        self._flush()
+
+    def on_eof(self) -> None:
+        self._lost("server closed the connection")
+
+    def on_lost(self, exc: BaseException | None) -> None:
+        self._lost("connection lost" if exc is None else describe(exc))
+
+    def on_writable(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.unacked_upload and stream.ex.request.body is None:
+                self._pump(stream)
+
+    def _lost(self, reason: str) -> None:
+        if self.closed:
+            return
+        for stream in list(self.streams.values()):
+            retry = "if_idempotent" if not stream.got_bytes else "no"
+            error = RemoteProtocolError(f"server disconnected: {reason}")
+            self._fail_stream(stream, error, retry, reset=False)
+        self.close(reason)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_event(self, event: object, touched: dict[int, _Stream]) -> None:
+        kind = type(event)
+        if kind is h2.events.DataReceived:
+            assert isinstance(event, h2.events.DataReceived)
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                return
+            stream.got_bytes = True
+            if event.data:
+                stream.parts.append(event.data)
+            stream.to_ack += event.flow_controlled_length
+            touched[stream.id] = stream
+        elif kind is h2.events.ResponseReceived:
+            assert isinstance(event, h2.events.ResponseReceived)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.got_bytes = True
+                self._on_head(stream, event.headers)
+                touched[stream.id] = stream
+        elif kind is h2.events.StreamEnded:
+            assert isinstance(event, h2.events.StreamEnded)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                touched.pop(stream.id, None)
+                self._complete(stream)
+        elif kind is h2.events.StreamReset:
+            assert isinstance(event, h2.events.StreamReset)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                touched.pop(stream.id, None)
+                code = _code_name(event.error_code)
+                retry = "safe" if event.error_code == ErrorCodes.REFUSED_STREAM else "no"
+                error = RemoteProtocolError(f"stream reset by the server: {code}")
+                self._fail_stream(stream, error, retry, reset=False)
+        elif kind is h2.events.WindowUpdated:
+            assert isinstance(event, h2.events.WindowUpdated)
+            if event.stream_id:
+                stream = self.streams.get(event.stream_id)
+                targets: Iterable[_Stream] = (stream,) if stream is not None else ()
+            else:
+                targets = list(self.streams.values())
+            for stream in targets:
+                if stream.out or stream.out_end:
+                    self._pump(stream)
+                    self._set_deadline(stream)
+        elif kind is h2.events.RemoteSettingsChanged:
+            self._settings_seen = True
+            self._pool.capacity_changed(self)
+        elif kind is h2.events.ConnectionTerminated:
+            assert isinstance(event, h2.events.ConnectionTerminated)
+            self._on_goaway(event)
+        elif kind is h2.events.InformationalResponseReceived:
+            stream = self.streams.get(getattr(event, "stream_id", 0))
+            if stream is not None:
+                stream.got_bytes = True
+
+    def _on_head(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        status = 0
+        out: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name == b":status":
+                status = int(value)
+            elif not name.startswith(b":"):
+                out.append((name, value))
+        stream.head = (status, b"", out, "HTTP/2")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("head received request_id=%d status=%d", stream.ex.id, status)
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """Streams the server never processed are retried elsewhere; the
+        others may still complete; nothing new starts here."""
+        self.goaway = True
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        code = _code_name(event.error_code)
+        for stream in list(self.streams.values()):
+            if stream.id > last:
+                error = RemoteProtocolError(f"connection closed by the server (GOAWAY {code})")
+                self._fail_stream(stream, error, "safe", reset=False)
+        self._pool.capacity_changed(self)
+        if not self.streams:
+            self.close(f"GOAWAY {code}")
+
+    # -- delivery ---------------------------------------------------------------------
+
+    def _deliver(self, stream: _Stream) -> None:
+        ex = stream.ex
+        self._set_deadline(stream)
+        if not ex.stream:
+            if stream.to_ack:
+                n, stream.to_ack = stream.to_ack, 0
+                self._h2.acknowledge_received_data(n, stream.id)
+            return
+        if stream.head is None:
+            return
+        parts = stream.parts
+        data = b"".join(parts) if len(parts) != 1 else parts[0]
+        parts.clear()
+        if not stream.head_sent:
+            stream.head_sent = True
+            ex.send(ResponseHead(*stream.head, data, False))
+        elif data:
+            ex.send(BodyChunk(data, False))
+        ex.credit -= len(data)
+        if ex.credit > 0 and stream.to_ack:
+            n, stream.to_ack = stream.to_ack, 0
+            self._h2.acknowledge_received_data(n, stream.id)
+
+    def _complete(self, stream: _Stream) -> None:
+        ex = stream.ex
+        if stream.head is None:
+            self._fail_stream(
+                stream, RemoteProtocolError("stream ended without a response"), "no", reset=False
+            )
+            return
+        parts = stream.parts
+        body = b"".join(parts) if len(parts) != 1 else parts[0]
+        final: ResponseHead | BodyChunk
+        if stream.head_sent:
+            final = BodyChunk(body, True)
+        else:
+            final = ResponseHead(*stream.head, body, True)
+        self._end_stream(stream)
+        self.requests_served += 1
+        self._pool.exchange_done(self, ex, final)
+        if self.goaway and not self.streams:
+            self.close("GOAWAY and no streams left")
+
+    def _end_stream(self, stream: _Stream) -> None:
+        """Forget a stream; hand back the window its unread data held."""
+        self.streams.pop(stream.id, None)
+        self._by_ex.pop(stream.ex, None)
+        if stream.ex.handler is self:
+            stream.ex.handler = None
+        if stream.to_ack:
+            n, stream.to_ack = stream.to_ack, 0
+            try:
+                self._h2.acknowledge_received_data(n, stream.id)
+            except h2.exceptions.ProtocolError:
+                pass
+        if not self.streams:
+            self.idle_since = self._loop.time()
+
+    def _fail_stream(self, stream: _Stream, error: Exception, retry: str, reset: bool) -> None:
+        self._end_stream(stream)
+        if reset:
+            try:
+                self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
+            except h2.exceptions.ProtocolError:
+                pass
+            self._schedule_flush()
+        self._pool.exchange_failed(self, stream.ex, error, retry)
+
+    def _fail_all(self, error: Exception, retry: str) -> None:
+        for stream in list(self.streams.values()):
+            self._fail_stream(stream, error, retry, reset=False)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """One socket write for everything h2 has queued."""
+        self._flush_scheduled = False
+        data = self._h2.data_to_send()
+        if data and not self.transport.closing:
+            self.transport.write(data)
+
+    # -- deadlines ---------------------------------------------------------------------
+
+    def _set_deadline(self, stream: _Stream) -> None:
+        """Per-stream deadline; one lazy timer for the connection."""
+        ex = stream.ex
+        waiting_window = bool(stream.out) or self.transport.write_paused
+        timeout = ex.timeout.write if waiting_window else ex.timeout.read
+        if timeout is None:
+            stream.deadline = None
+            return
+        deadline = stream.deadline = self._loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self._loop.time()
+        earliest: float | None = None
+        for stream in list(self.streams.values()):
+            deadline = stream.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                if stream.out:
+                    error: Exception = WriteTimeout("timed out writing the request")
+                else:
+                    error = ReadTimeout("timed out reading the response")
+                self._fail_stream(stream, error, "no", reset=True)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._timer = self._loop.call_at(earliest, self._check_deadlines)
+
+    # -- life ---------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        if not self.transport.closing:
+            try:
+                self._h2.close_connection()
+                self._flush()
+            except h2.exceptions.ProtocolError:
+                pass
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.close()
+        self._pool.connection_lost(self, reason)
+
+
+def _code_name(code: object) -> str:
+    try:
+        return ErrorCodes(code).name  # type: ignore[arg-type]
+    except ValueError:
+        return str(code)
