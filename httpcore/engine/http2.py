@@ -249,16 +249,28 @@ class HTTP2Connection:
         except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError) as exc:
             self._fail_stream(stream, LocalProtocolError(describe(exc)), "no", reset=True)
             return
-        if stream.unacked_upload and stream.ex.request.body is None:
+        self._ack_upload(stream)
+
+    def _ack_upload(self, stream: _Stream) -> None:
+        """Let a streaming caller send more once its bytes are in h2's hands,
+        unless the socket is full (then on_writable does it)."""
+        if (
+            stream.unacked_upload
+            and stream.ex.request.body is None
+            and not self.transport.write_paused
+        ):
             n, stream.unacked_upload = stream.unacked_upload, 0
             stream.ex.send(UploadAck(n))
 
     def on_credit(self, ex: Exchange) -> None:
         stream = self._by_ex.get(ex)
-        if stream is not None and stream.to_ack and ex.credit > 0:
-            n, stream.to_ack = stream.to_ack, 0
-            self._h2.acknowledge_received_data(n, stream.id)
-            self._schedule_flush()
+        if stream is not None and ex.credit > 0:
+            if stream.deadline is None:
+                self._set_deadline(stream)
+            if stream.to_ack:
+                n, stream.to_ack = stream.to_ack, 0
+                self._h2.acknowledge_received_data(n, stream.id)
+                self._schedule_flush()
 
     def on_abandon(self, ex: Exchange) -> None:
         stream = self._by_ex.get(ex)
@@ -304,8 +316,7 @@ class HTTP2Connection:
 
     def on_writable(self) -> None:
         for stream in list(self.streams.values()):
-            if stream.unacked_upload and stream.ex.request.body is None:
-                self._pump(stream)
+            self._ack_upload(stream)
 
     def _lost(self, reason: str) -> None:
         if self.closed:
@@ -405,7 +416,7 @@ class HTTP2Connection:
 
     def _deliver(self, stream: _Stream) -> None:
         ex = stream.ex
-        self._set_deadline(stream)
+        self._set_deadline(stream)  # the server made progress
         if not ex.stream:
             if stream.to_ack:
                 n, stream.to_ack = stream.to_ack, 0
@@ -422,7 +433,11 @@ class HTTP2Connection:
         elif data:
             ex.send(BodyChunk(data, False))
         ex.credit -= len(data)
-        if ex.credit > 0 and stream.to_ack:
+        if ex.credit <= 0:
+            # The caller is behind: the window stays shut and no read
+            # deadline runs, since the server is not the one stalling.
+            stream.deadline = None
+        elif stream.to_ack:
             n, stream.to_ack = stream.to_ack, 0
             self._h2.acknowledge_received_data(n, stream.id)
 

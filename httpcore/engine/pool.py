@@ -100,6 +100,7 @@ class Pool:
         self.config = config
         self.limits: Limits = config.limits
         self._ssl = ssl_context
+        self._loop = asyncio.get_running_loop()
         self._slots: list[Slot] = []
         self._by_conn: dict[Connection, Slot] = {}
         self._idle: dict[Origin, list[Slot]] = {}
@@ -146,7 +147,7 @@ class Pool:
         if not force_new and not self._waiting:
             origin = ex.request.url.origin
             slot = self._take_shared(origin) or self._take_idle(
-                origin, asyncio.get_running_loop().time()
+                origin, self._loop.time()
             )
             if slot is not None:
                 conn = slot.conn
@@ -157,7 +158,7 @@ class Pool:
                     )
                 conn.start(ex)
                 return
-        ex.task = asyncio.get_running_loop().create_task(self._serve(ex, force_new))
+        ex.task = self._loop.create_task(self._serve(ex, force_new))
 
     async def _serve(self, ex: Exchange, force_new: bool) -> None:
         try:
@@ -214,7 +215,7 @@ class Pool:
     async def _acquire(self, ex: Exchange, force_new: bool) -> Slot:
         """A free connection's slot, or a fresh slot to connect; may wait."""
         origin = ex.request.url.origin
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if not self._waiting:
             slot = None
             if not force_new:
@@ -407,7 +408,7 @@ class Pool:
         """Apply ``_plan``: close what it evicts, hand out what it grants."""
         if not self._waiting:
             return
-        plan = self._plan(asyncio.get_running_loop().time())
+        plan = self._plan(self._loop.time())
         for slot in plan.expired:
             self._drop(slot, "keep-alive expired")
         for slot in plan.evict:
@@ -442,7 +443,7 @@ class Pool:
                 if conn.is_idle() and (slot is None or not slot.reserved):
                     conn.close("max_keepalive_connections=0")
             elif self._trimmer is None and self._count_idle() > keep:
-                self._trimmer = asyncio.get_running_loop().call_later(TRIM_GRACE, self._trim)
+                self._trimmer = self._loop.call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
 
     def _idle_slots(self) -> list[Slot]:
@@ -517,11 +518,11 @@ class Pool:
         expiry = self.limits.keepalive_expiry
         if expiry is None or self._sweeper is not None or self.closed:
             return
-        self._sweeper = asyncio.get_running_loop().call_later(expiry + 0.05, self._sweep)
+        self._sweeper = self._loop.call_later(expiry + 0.05, self._sweep)
 
     def _sweep(self) -> None:
         self._sweeper = None
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         expiry = self.limits.keepalive_expiry
         for slot in self._idle_slots():
             conn = slot.conn
