@@ -6,15 +6,18 @@ fails in the caller's thread with a clear error and nothing is sent.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
+import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+from urllib.parse import unquote_to_bytes
 
-from ._exceptions import LocalProtocolError, UnsupportedProtocol
+from ._exceptions import LocalProtocolError, ProxyError, UnsupportedProtocol
 
-__all__ = ["URL", "HeaderTypes", "Origin", "Request", "build_request"]
+__all__ = ["URL", "HeaderTypes", "Origin", "ProxySpec", "Request", "build_request", "parse_proxy"]
 
 HeaderTypes: TypeAlias = (
     Sequence[tuple[bytes | str, bytes | str]] | Mapping[bytes | str, bytes | str] | None
@@ -202,6 +205,46 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
             )
         out.append((name_b, value_b.strip(b" \t")))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySpec:
+    """A validated proxy: where it is and what it must be told."""
+
+    origin: Origin
+    headers: tuple[tuple[bytes, bytes], ...]
+    """Sent to the proxy only (``Proxy-Authorization`` among them)."""
+    ssl_context: ssl.SSLContext | None
+    """For an ``https://`` proxy: verifies the proxy itself."""
+
+
+def parse_proxy(
+    url: str | bytes,
+    auth: tuple[str | bytes, str | bytes] | None,
+    headers: HeaderTypes,
+    ssl_context: ssl.SSLContext | None,
+) -> ProxySpec:
+    text = url.decode("ascii", "replace") if isinstance(url, bytes) else str(url)
+    scheme = text.partition("://")[0].lower()
+    if scheme.startswith("socks"):
+        raise ProxyError(f"{scheme} proxies are not supported; use an http:// or https:// proxy")
+    userinfo = b""
+    rest = text.partition("://")[2]
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:
+        userinfo = unquote_to_bytes(authority.rsplit("@", 1)[0])
+        text = text.replace(authority, authority.rsplit("@", 1)[1], 1)
+    try:
+        parsed = parse_url(text)
+    except UnsupportedProtocol as exc:
+        raise ProxyError(f"bad proxy URL {text!r}: {exc}") from None
+    hdrs = normalize_headers(headers)
+    if auth is not None:
+        user, password = (_to_bytes(part, "proxy credential", "utf-8") for part in auth)
+        userinfo = user + b":" + password
+    if userinfo:
+        hdrs.append((b"Proxy-Authorization", b"Basic " + base64.b64encode(userinfo)))
+    return ProxySpec(parsed.origin, tuple(hdrs), ssl_context)
 
 
 @dataclass(frozen=True, slots=True)

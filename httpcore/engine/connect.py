@@ -1,6 +1,7 @@
 # Runs on the engine thread only. Owns nothing: it opens a socket (TCP, then
-# TLS with SNI and ALPN) and hands the resulting Transport to its caller.
-"""Opening connections: TCP, TLS, ALPN, with connect timeouts and retries."""
+# TLS with SNI and ALPN, possibly through a proxy's CONNECT tunnel) and hands
+# the resulting Transport to its caller.
+"""Opening connections: TCP, TLS, ALPN, proxies, connect timeouts and retries."""
 
 from __future__ import annotations
 
@@ -8,25 +9,31 @@ import asyncio
 import random
 import ssl
 
+import h11
+
 from .._config import Timeout
-from .._exceptions import ConnectError, ConnectTimeout, describe
-from .._models import Origin
+from .._exceptions import ConnectError, ConnectTimeout, ProxyError, describe
+from .._models import Origin, ProxySpec
 from .transport import Transport
 
 BACKOFF_FACTOR = 0.25
 BACKOFF_MAX = 5.0
+MAX_CONNECT_RESPONSE = 64 * 1024
 
 
-async def _open_once(
+def _host(origin: Origin) -> str:
+    host = origin.host.decode("ascii")
+    return host.split("%", 1)[0] if "%" in host else host
+
+
+async def _tcp(
     loop: asyncio.AbstractEventLoop,
     origin: Origin,
-    ssl_context: ssl.SSLContext | None,
+    tls: ssl.SSLContext | None,
     timeout: Timeout,
+    what: str,
 ) -> Transport:
-    host = origin.host.decode("ascii")
-    if "%" in host:
-        host = host.split("%", 1)[0]
-    tls = ssl_context if origin.scheme == b"https" else None
+    host = _host(origin)
     coro = loop.create_connection(
         Transport,
         host,
@@ -38,24 +45,144 @@ async def _open_once(
     try:
         _, protocol = await asyncio.wait_for(coro, timeout.connect)
     except asyncio.TimeoutError:
-        raise ConnectTimeout(f"timed out connecting to {origin}") from None
+        raise ConnectTimeout(f"timed out connecting to {what}") from None
     except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
-        raise ConnectError(f"cannot connect to {origin}: {describe(exc)}") from exc
+        raise ConnectError(f"cannot connect to {what}: {describe(exc)}") from exc
     return protocol
+
+
+class _Handshake:
+    """A temporary sink that collects the proxy's answer to CONNECT."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_CONNECT_RESPONSE)
+        self.done: asyncio.Future[h11.Response] = loop.create_future()
+
+    def on_bug(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def on_data(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        self._step()
+
+    def on_eof(self) -> None:
+        self.h11.receive_data(b"")
+        self._step()
+
+    def on_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            what = f": {describe(exc)}" if exc else ""
+            self.done.set_exception(ProxyError(f"proxy closed the connection{what}"))
+
+    def on_writable(self) -> None:
+        pass
+
+    def _step(self) -> None:
+        if self.done.done():
+            return
+        try:
+            while True:
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                if isinstance(event, h11.Response):
+                    self.done.set_result(event)
+                    return
+                if isinstance(event, h11.ConnectionClosed):
+                    raise ProxyError("proxy closed the connection during CONNECT")
+        except h11.RemoteProtocolError as exc:
+            self.done.set_exception(ProxyError(f"bad answer to CONNECT: {describe(exc)}"))
+        except ProxyError as exc:
+            self.done.set_exception(exc)
+
+
+async def _tunnel(
+    loop: asyncio.AbstractEventLoop,
+    proxy: ProxySpec,
+    origin: Origin,
+    ssl_context: ssl.SSLContext,
+    timeout: Timeout,
+) -> Transport:
+    """CONNECT through the proxy, then TLS to the origin inside the tunnel.
+
+    Proxy credentials go in the CONNECT request only; the origin never
+    sees them.
+    """
+    tls = proxy.ssl_context if proxy.origin.scheme == b"https" else None
+    t = await _tcp(loop, proxy.origin, tls, timeout, f"proxy {proxy.origin}")
+    host_part = b"[" + origin.host + b"]" if b":" in origin.host else origin.host
+    authority = host_part + b":" + str(origin.port).encode("ascii")
+    shake = _Handshake(loop)
+    t.attach(shake)
+    try:
+        request = h11.Request(
+            method=b"CONNECT",
+            target=authority,
+            headers=[(b"Host", authority), *proxy.headers],
+        )
+        assert t.transport is not None
+        t.transport.write(shake.h11.send(request))
+        try:
+            response = await asyncio.wait_for(asyncio.shield(shake.done), timeout.connect)
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(f"timed out waiting for proxy {proxy.origin} to CONNECT") from None
+        if not 200 <= response.status_code < 300:
+            raise ProxyError(
+                f"proxy {proxy.origin} refused CONNECT to {origin}: "
+                f"{response.status_code} {response.reason.decode('latin-1')}"
+            )
+        if shake.h11.trailing_data[0]:
+            raise ProxyError("proxy sent data after its CONNECT response")
+        host = _host(origin)
+        try:
+            new = await asyncio.wait_for(
+                loop.start_tls(t.transport, t, ssl_context, server_hostname=host),
+                timeout.connect,
+            )
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(f"timed out in the TLS handshake with {origin}") from None
+        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
+            raise ConnectError(f"cannot connect to {origin}: {describe(exc)}") from exc
+        if new is None:
+            raise ConnectError(f"TLS to {origin} through the proxy failed")
+        t.transport = new
+        t.sink = None
+        return t
+    except BaseException:
+        t.abort()
+        raise
+
+
+async def _open_once(
+    loop: asyncio.AbstractEventLoop,
+    origin: Origin,
+    ssl_context: ssl.SSLContext,
+    timeout: Timeout,
+    proxy: ProxySpec | None,
+) -> Transport:
+    if proxy is None:
+        tls = ssl_context if origin.scheme == b"https" else None
+        return await _tcp(loop, origin, tls, timeout, str(origin))
+    if origin.scheme == b"https":
+        return await _tunnel(loop, proxy, origin, ssl_context, timeout)
+    tls = proxy.ssl_context if proxy.origin.scheme == b"https" else None
+    return await _tcp(loop, proxy.origin, tls, timeout, f"proxy {proxy.origin}")
 
 
 async def open_transport(
     origin: Origin,
-    ssl_context: ssl.SSLContext | None,
+    ssl_context: ssl.SSLContext,
     timeout: Timeout,
     retries: int,
+    proxy: ProxySpec | None = None,
 ) -> Transport:
     """Connect, retrying ``retries`` times on ConnectError/ConnectTimeout with backoff."""
     loop = asyncio.get_running_loop()
     attempt = 0
     while True:
         try:
-            return await _open_once(loop, origin, ssl_context, timeout)
+            return await _open_once(loop, origin, ssl_context, timeout, proxy)
         except (ConnectError, ConnectTimeout):
             if attempt >= retries:
                 raise

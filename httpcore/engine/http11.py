@@ -95,9 +95,16 @@ class HTTP11Connection:
     http_version = "HTTP/1.1"
 
     def __init__(
-        self, connection_id: int, origin: Origin, transport: Transport, pool: PoolHooks
+        self,
+        connection_id: int,
+        origin: Origin,
+        transport: Transport,
+        pool: PoolHooks,
+        forward: tuple[tuple[bytes, bytes], ...] | None = None,
     ) -> None:
         self.id = connection_id
+        self._forward = forward
+        """Set on a connection to a forwarding proxy: the headers for it."""
         self.origin = origin
         self.transport = transport
         self._pool = pool
@@ -159,10 +166,13 @@ class HTTP11Connection:
         try:
             # _parsed: the caller's side already validated method, target and
             # headers (httpcore._models) as strictly as h11 would.
+            target, headers = req.url.target, req.headers
+            if self._forward is not None:
+                url = req.url
+                target = url.origin.scheme + b"://" + url.authority + url.target
+                headers = [*headers, *self._forward]
             out = h.send(
-                h11.Request(
-                    method=req.method, target=req.url.target, headers=req.headers, _parsed=True
-                )
+                h11.Request(method=req.method, target=target, headers=headers, _parsed=True)
             )
             if req.body is not None:
                 if req.body:

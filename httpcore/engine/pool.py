@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .._config import Limits
 from .._exceptions import ConnectError, EngineClosed, HTTPCoreError, PoolTimeout, describe
-from .._models import Origin
+from .._models import Origin, ProxySpec
 from .connect import open_transport
 from .exchange import Exchange
 from .http2 import HTTP2Connection
@@ -100,6 +100,9 @@ class Pool:
         self.config = config
         self.limits: Limits = config.limits
         self._ssl = ssl_context
+        proxy = config.proxy
+        assert proxy is None or isinstance(proxy, ProxySpec)
+        self._proxy: ProxySpec | None = proxy
         self._loop = asyncio.get_running_loop()
         self._slots: list[Slot] = []
         self._by_conn: dict[Connection, Slot] = {}
@@ -145,7 +148,7 @@ class Pool:
             ex.fail(EngineClosed("pool is closed"))
             return
         if not force_new and not self._waiting:
-            origin = ex.request.url.origin
+            origin = self._key(ex)
             slot = self._take_shared(origin) or self._take_idle(
                 origin, self._loop.time()
             )
@@ -199,6 +202,15 @@ class Pool:
         if fresh:
             self._schedule()
 
+    def _key(self, ex: Exchange) -> Origin:
+        """The origin a connection for ``ex`` goes to: through a forwarding
+        proxy, every ``http://`` request shares the proxy's connections."""
+        origin = ex.request.url.origin
+        proxy = self._proxy
+        if proxy is not None and origin.scheme == b"http":
+            return proxy.origin
+        return origin
+
     def _take_shared(self, origin: Origin) -> Slot | None:
         for slot in self._shared.get(origin, ()):
             if slot.spare() > 0:
@@ -214,7 +226,7 @@ class Pool:
 
     async def _acquire(self, ex: Exchange, force_new: bool) -> Slot:
         """A free connection's slot, or a fresh slot to connect; may wait."""
-        origin = ex.request.url.origin
+        origin = self._key(ex)
         loop = self._loop
         if not self._waiting:
             slot = None
@@ -251,8 +263,11 @@ class Pool:
             slot.reserved -= 1
         return slot
 
+    def _forwarding(self, origin: Origin) -> bool:
+        return self._proxy is not None and origin == self._proxy.origin
+
     def _may_share(self, origin: Origin) -> bool:
-        if not self.config.http2:
+        if not self.config.http2 or self._forwarding(origin):
             return False
         return origin.scheme == b"https" or not self.config.http1
 
@@ -262,13 +277,25 @@ class Pool:
         )
 
     async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
-        transport = await open_transport(slot.origin, self._ssl, ex.timeout, self.config.retries)
+        proxy = self._proxy
+        forward = proxy is not None and self._forwarding(slot.origin)
+        if forward:
+            assert proxy is not None
+            ctx = proxy.ssl_context or self._ssl
+            transport = await open_transport(slot.origin, ctx, ex.timeout, self.config.retries)
+        else:
+            transport = await open_transport(
+                slot.origin, self._ssl, ex.timeout, self.config.retries, proxy
+            )
         if self.closed or slot not in self._slots:
             transport.close()
             raise EngineClosed("pool closed while connecting")
         tls, alpn = transport.tls_info()
         conn: Connection
-        if alpn == "h2" or (slot.origin.scheme == b"http" and not self.config.http1):
+        if forward:
+            assert proxy is not None
+            conn = HTTP11Connection(slot.id, slot.origin, transport, self, proxy.headers)
+        elif alpn == "h2" or (slot.origin.scheme == b"http" and not self.config.http1):
             conn = HTTP2Connection(slot.id, slot.origin, transport, self)
             self._shared.setdefault(slot.origin, []).append(slot)
         elif not self.config.http1:

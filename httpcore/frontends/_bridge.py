@@ -11,6 +11,7 @@ from collections import deque
 
 from .._config import Limits, Proxy, Timeout, TimeoutTypes, default_ssl_context, to_timeout
 from .._exceptions import EngineClosed, ProxyError, UnsupportedProtocol
+from .._models import ProxySpec, parse_proxy
 from ..engine.messages import Event, PoolConfig
 from ..engine.runner import Engine, default_engine
 
@@ -41,8 +42,6 @@ def make_config(
     """Validate frontend options once, at construction."""
     if not (http1 or http2):
         raise UnsupportedProtocol("at least one of http1 and http2 must be enabled")
-    if proxy is not None:
-        raise ProxyError("proxies are not supported yet")
     if limits is not None and not isinstance(limits, Limits):
         raise TypeError(f"limits must be httpcore.Limits, not {type(limits).__name__}")
     if not isinstance(retries, int) or retries < 0:
@@ -65,9 +64,23 @@ def make_config(
         limits=limits or Limits(),
         http1=http1,
         http2=http2,
-        proxy=proxy,
+        proxy=_proxy_spec(proxy),
         retries=retries,
     )
+
+
+def _proxy_spec(proxy: str | bytes | Proxy | None) -> ProxySpec | None:
+    if proxy is None:
+        return None
+    if isinstance(proxy, (str, bytes)):
+        proxy = Proxy(proxy)
+    if not isinstance(proxy, Proxy):
+        raise ProxyError(f"proxy must be a URL or httpcore.Proxy, not {type(proxy).__name__}")
+    url = proxy.url.decode("ascii", "replace") if isinstance(proxy.url, bytes) else proxy.url
+    tls = default_ssl_context() if url.lower().startswith("https://") else None
+    if tls is not None:
+        tls.set_alpn_protocols(["http/1.1"])
+    return parse_proxy(proxy.url, proxy.auth, proxy.headers, tls)
 
 
 class FrontendBase:
