@@ -35,6 +35,9 @@ logger = logging.getLogger("httpcore")
 MAX_HEAD_SIZE = 64 * 1024
 """A response head larger than this is refused, not buffered."""
 
+MAX_HEADER_FIELDS = 256
+"""A response with more header fields than this is refused."""
+
 _VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 _NEED_DATA = h11.NEED_DATA
 _Data = h11.Data
@@ -336,6 +339,10 @@ class HTTP11Connection:
             "HTTP/" + event.http_version.decode("ascii")
         )
         headers = list(event.headers.raw_items())
+        if len(headers) > MAX_HEADER_FIELDS:
+            raise RemoteProtocolError(
+                f"response has {len(headers)} header fields, more than {MAX_HEADER_FIELDS}"
+            )
         self._head = (event.status_code, bytes(event.reason), headers, version)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("head received request_id=%d status=%d", ex.id, event.status_code)

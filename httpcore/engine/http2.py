@@ -31,7 +31,7 @@ from .._exceptions import (
 )
 from .._models import Origin
 from .exchange import STREAM_WINDOW, Exchange
-from .http11 import MAX_HEAD_SIZE, PoolHooks
+from .http11 import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks
 from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import Transport
 
@@ -136,6 +136,9 @@ class HTTP2Connection:
             },
         )
         h.initiate_connection()
+        # h2 applies our MAX_HEADER_LIST_SIZE only once the server acks it;
+        # bound the decoder from the first frame on.
+        h.decoder.max_header_list_size = MAX_HEAD_SIZE
         h.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.streams: dict[int, _Stream] = {}
         self._by_ex: dict[Exchange, _Stream] = {}
@@ -348,7 +351,8 @@ class HTTP2Connection:
             if stream is not None:
                 stream.got_bytes = True
                 self._on_head(stream, event.headers)
-                touched[stream.id] = stream
+                if stream.id in self.streams:
+                    touched[stream.id] = stream
         elif kind is h2.events.StreamEnded:
             assert isinstance(event, h2.events.StreamEnded)
             stream = self.streams.get(event.stream_id)
@@ -387,6 +391,14 @@ class HTTP2Connection:
                 stream.got_bytes = True
 
     def _on_head(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        size = sum(len(name) + len(value) + 32 for name, value in headers)
+        if len(headers) > MAX_HEADER_FIELDS or size > MAX_HEAD_SIZE:
+            error = RemoteProtocolError(
+                f"response head too large: {len(headers)} fields, {size} bytes"
+                f" (limits {MAX_HEADER_FIELDS} fields, {MAX_HEAD_SIZE} bytes)"
+            )
+            self._fail_stream(stream, error, "no", reset=True)
+            return
         status = 0
         out: list[tuple[bytes, bytes]] = []
         for name, value in headers:
