@@ -469,7 +469,7 @@ class Pool:
             if keep == 0:
                 if conn.is_idle() and (slot is None or not slot.reserved):
                     conn.close("max_keepalive_connections=0")
-            elif self._trimmer is None and self._count_idle() > keep:
+            elif self._trimmer is None and len(self._slots) > keep and self._count_idle() > keep:
                 self._trimmer = self._loop.call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
 
