@@ -96,6 +96,7 @@ class Response:
             return iter((self._body,) if self._body else ())
         if self._streamed:
             raise StreamConsumed("the response stream was already consumed or closed")
+        assert_not_engine_thread()
         self._streamed = True
         return self._iter()
 

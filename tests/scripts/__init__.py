@@ -1,0 +1,1 @@
+"""Scripts the process-life tests run in their own interpreter (subprocess, fork, gunicorn)."""
