@@ -189,8 +189,15 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
         raise LocalProtocolError("headers must be a sequence of (name, value) pairs or a mapping")
     else:
         items = headers
+    try:
+        iterator = iter(items)
+    except TypeError:
+        raise LocalProtocolError(
+            f"headers must be a sequence of (name, value) pairs or a mapping,"
+            f" not {type(headers).__name__}"
+        ) from None
     out: list[tuple[bytes, bytes]] = []
-    for pair in items:
+    for pair in iterator:
         try:
             name, value = pair
         except (TypeError, ValueError):

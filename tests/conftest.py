@@ -7,11 +7,23 @@
 * ``tls_ca`` (session): the trustme CA; ``ssl_context``: a client context trusting it.
 * ``raw`` : a factory ``raw(handler, host=..., tls=...) -> RawServer`` for the
   thread-based fault servers of ``servers/raw.py``; stopped after the test.
+
+HTTP/2 (``test_h2_*.py``):
+
+* ``h2_server`` (session): a second hypercorn (``servers/h2run.py``) serving the
+  same app with ALPN ``h2``/``http/1.1`` on its TLS port and h2c (prior
+  knowledge) on its plain port; 100 streams per connection.
+* ``nginx_h2`` (session): nginx with ``http2`` over TLS and h2c, config written to
+  a tmp dir, access log with ``$connection`` to count TCP connections
+  (``servers/h2nginx.py``). Skipped only when no nginx binary is installed.
+* ``server_h2_context``: a server TLS context offering only ALPN ``h2``, for the
+  ``h2`` fault servers of ``servers/h2faults.py`` (run through ``raw``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -24,6 +36,10 @@ import pytest
 import trustme
 
 from tests.servers import raw as raw_servers
+from tests.servers.app import pattern
+from tests.servers.h2nginx import BIG_SIZE as NGINX_BIG_SIZE
+from tests.servers.h2nginx import CONFIG as NGINX_CONFIG
+from tests.servers.h2nginx import Nginx
 from tests.servers.handles import HTTPServer, RawFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,3 +156,112 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- HTTP/2 -------------------------------------------------------------------------
+
+
+def _write_cert(cert: trustme.LeafCert, directory: Path) -> tuple[Path, Path]:
+    certfile = directory / "cert.pem"
+    keyfile = directory / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return certfile, keyfile
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def h2_server(
+    server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HTTPServer]:
+    """hypercorn with HTTP/2: ALPN h2 on ``tls_port``, h2c prior knowledge on ``port``."""
+    tmp = tmp_path_factory.mktemp("hypercorn-h2")
+    cert, key = _write_cert(server_cert, tmp)
+    port, tls_port = free_port(), free_port()
+    while tls_port == port:
+        tls_port = free_port()
+    log = open(tmp / "hypercorn.log", "wb")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.servers.h2run", *map(str, (port, tls_port, cert, key))],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_listening(port, proc)
+        wait_listening(tls_port, proc)
+        yield HTTPServer(port, tls_port)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def nginx_h2(
+    server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Nginx]:
+    """nginx (``http2`` over TLS and h2c) from a config in a tmp dir."""
+    binary = _nginx_binary()
+    if binary is None:
+        pytest.skip("nginx is not installed (scripts/_env.sh installs it: APT_PACKAGES)")
+    d = tmp_path_factory.mktemp("nginx")
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (d / "tmp" / sub).mkdir(parents=True)
+    _write_cert(server_cert, d)
+    (d / "big.bin").write_bytes(pattern(NGINX_BIG_SIZE))
+    tls_port, h2c_port = free_port(), free_port()
+    while h2c_port == tls_port:
+        h2c_port = free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(NGINX_CONFIG.format(d=d, tls_port=tls_port, h2c_port=h2c_port))
+    errlog = str(d / "error.log")
+    subprocess.run(
+        [binary, "-t", "-q", "-e", errlog, "-p", str(d), "-c", str(conf)],
+        check=True,
+        capture_output=True,
+    )
+    out = open(d / "stdout.log", "wb")
+    proc = subprocess.Popen(
+        [binary, "-e", errlog, "-p", str(d), "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_listening(tls_port, proc)
+        wait_listening(h2c_port, proc)
+        yield Nginx(tls_port, h2c_port, d)
+    finally:
+        _stop(proc)
+        out.close()
+
+
+@pytest.fixture
+def server_h2_context(server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    """A server-side context with the 127.0.0.1/localhost certificate, ALPN h2 only."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(ctx)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx

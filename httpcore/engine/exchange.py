@@ -21,7 +21,7 @@ class Handler(Protocol):
     """The connection an exchange is attached to while it runs on it."""
 
     def on_upload(self, ex: Exchange) -> None: ...
-    def on_credit(self, ex: Exchange) -> None: ...
+    def on_credit(self, ex: Exchange, consumed: int) -> None: ...
     def on_abandon(self, ex: Exchange) -> None: ...
 
 
@@ -36,7 +36,7 @@ class Exchange:
         "handler",
         "id",
         "request",
-        "retried",
+        "retries",
         "stream",
         "task",
         "timeout",
@@ -57,7 +57,8 @@ class Exchange:
         self.credit = STREAM_WINDOW
         self.upload: deque[SendBody] = deque()
         self.done = False
-        self.retried = False
+        self.retries = 0
+        """Times this exchange was started again on another connection."""
 
     # -- toward the caller (never blocks) ------------------------------------
 
@@ -100,8 +101,8 @@ class Exchange:
 
     def grant(self, nbytes: int) -> None:
         self.credit += nbytes
-        if self.handler is not None and self.credit > 0:
-            self.handler.on_credit(self)
+        if self.handler is not None:
+            self.handler.on_credit(self, nbytes)
 
     def push_upload(self, piece: SendBody) -> None:
         self.upload.append(piece)

@@ -230,7 +230,7 @@ class HTTP11Connection:
             ex.send(UploadAck(unacked))
         self._arm()
 
-    def on_credit(self, ex: Exchange) -> None:
+    def on_credit(self, ex: Exchange, consumed: int) -> None:
         if ex is self.ex and self._starved and ex.credit > 0:
             self._starved = False
             if self._raw >= 0:

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 
 from .._exceptions import (
@@ -40,13 +43,28 @@ logger = logging.getLogger("httpcore")
 CONNECTION_WINDOW = 16 * 1024 * 1024
 """Connection-level receive window: room for several fast streams at once."""
 
-DEFAULT_MAX_STREAMS = 100
-"""Streams we open before the server's SETTINGS say how many it allows."""
-
 _MAX_STREAM_ID = 2**31 - 1
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2 with graceful GOAWAY.
+
+    h2 moves its state machine to CLOSED on a received GOAWAY and then
+    refuses every frame (python-hyper/h2#1181), while RFC 9113 §6.8 lets
+    the streams at or below last_stream_id complete. We keep the machine
+    in its open state; the connection itself opens no new stream after a
+    GOAWAY (``HTTP2Connection.goaway``).
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        state = self.state_machine.state
+        result = super()._receive_goaway_frame(frame)
+        if state is not ConnectionState.CLOSED:
+            self.state_machine.state = state
+        return result
 
 
 def h2_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
@@ -88,6 +106,8 @@ class _Stream:
         "parts",
         "to_ack",
         "unacked_upload",
+        "unread",
+        "unread_bytes",
     )
 
     def __init__(self, stream_id: int, ex: Exchange) -> None:
@@ -97,7 +117,11 @@ class _Stream:
         self.head_sent = False
         self.parts: list[bytes] = []
         self.to_ack = 0
-        """Flow-controlled bytes received but not yet handed back to the server."""
+        """Flow-controlled bytes received and not yet handed to the caller."""
+        self.unread: deque[list[int]] = deque()
+        """Per chunk sent to a streaming caller: [data bytes, flow-controlled
+        bytes]; its window is handed back as the caller consumes it."""
+        self.unread_bytes = 0
         self.out: list[memoryview] = []
         self.out_end = False
         """The request body ends after ``out`` (END_STREAM still to send)."""
@@ -125,7 +149,7 @@ class HTTP2Connection:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        h = self._h2 = h2.connection.H2Connection(config=config)
+        h = self._h2 = _H2Connection(config=config)
         h.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -163,14 +187,20 @@ class HTTP2Connection:
     def active_streams(self) -> int:
         return len(self.streams)
 
+    @property
+    def settled(self) -> bool:
+        """The server's SETTINGS (and so its stream limit) have arrived."""
+        return self._settings_seen or self.closed or self.goaway
+
     def capacity(self) -> int:
         """How many more streams this connection takes now."""
         if self.closed or self.goaway:
             return 0
         h = self._h2
-        limit = h.remote_settings.max_concurrent_streams
-        if not self._settings_seen:
-            limit = min(limit, DEFAULT_MAX_STREAMS)
+        # Until the server's SETTINGS arrive its stream limit is unknown:
+        # only the stream of the request that opened the connection goes
+        # out; the rest wait one round trip rather than risk REFUSED_STREAM.
+        limit = h.remote_settings.max_concurrent_streams if self._settings_seen else 1
         ids_left = (_MAX_STREAM_ID - h.highest_outbound_stream_id) // 2
         return max(0, min(limit - len(self.streams), ids_left))
 
@@ -191,6 +221,10 @@ class HTTP2Connection:
         """Open a stream for ``ex``; frames go out with the next flush."""
         h = self._h2
         req = ex.request
+        if self.capacity() <= 0:
+            # granted before the server lowered its limit (or sent GOAWAY)
+            self._pool.exchange_failed(self, ex, RemoteProtocolError("no stream free"), "requeue")
+            return
         try:
             stream_id = h.get_next_available_stream_id()
             end = req.body is not None and not req.body
@@ -265,15 +299,32 @@ class HTTP2Connection:
             n, stream.unacked_upload = stream.unacked_upload, 0
             stream.ex.send(UploadAck(n))
 
-    def on_credit(self, ex: Exchange) -> None:
+    def on_credit(self, ex: Exchange, consumed: int) -> None:
+        """The caller consumed some body: re-open that much of the window."""
         stream = self._by_ex.get(ex)
-        if stream is not None and ex.credit > 0:
-            if stream.deadline is None:
-                self._set_deadline(stream)
-            if stream.to_ack:
-                n, stream.to_ack = stream.to_ack, 0
-                self._h2.acknowledge_received_data(n, stream.id)
-                self._schedule_flush()
+        if stream is None:
+            return
+        ack = 0
+        unread = stream.unread
+        while consumed > 0 and unread:
+            entry = unread[0]
+            if entry[0] <= consumed:
+                consumed -= entry[0]
+                stream.unread_bytes -= entry[0]
+                ack += entry[1]
+                unread.popleft()
+            else:
+                part = entry[1] * consumed // entry[0]
+                entry[0] -= consumed
+                entry[1] -= part
+                stream.unread_bytes -= consumed
+                ack += part
+                consumed = 0
+        if ack:
+            self._h2.acknowledge_received_data(ack, stream.id)
+            self._schedule_flush()
+        if stream.deadline is None and stream.unread_bytes < STREAM_WINDOW // 2:
+            self._set_deadline(stream)
 
     def on_abandon(self, ex: Exchange) -> None:
         stream = self._by_ex.get(ex)
@@ -445,13 +496,14 @@ class HTTP2Connection:
         elif data:
             ex.send(BodyChunk(data, False))
         ex.credit -= len(data)
-        if ex.credit <= 0:
-            # The caller is behind: the window stays shut and no read
-            # deadline runs, since the server is not the one stalling.
+        if stream.to_ack:
+            stream.unread.append([len(data), stream.to_ack])
+            stream.unread_bytes += len(data)
+            stream.to_ack = 0
+        if stream.unread_bytes >= STREAM_WINDOW // 2:
+            # The caller is behind and the window is closing: no read
+            # deadline, since the server is not the one stalling.
             stream.deadline = None
-        elif stream.to_ack:
-            n, stream.to_ack = stream.to_ack, 0
-            self._h2.acknowledge_received_data(n, stream.id)
 
     def _complete(self, stream: _Stream) -> None:
         ex = stream.ex

@@ -36,6 +36,9 @@ from .transport import Transport
 
 logger = logging.getLogger("httpcore")
 
+MAX_RETRIES = 3
+"""Restarts of one request after GOAWAY / REFUSED_STREAM."""
+
 TRIM_GRACE = 0.25
 """Seconds idle connections above the keep-alive cap may wait to be reused."""
 
@@ -192,7 +195,7 @@ class Pool:
             ex.task = None
         if ex.done:
             self._release(conn)
-        elif conn.closed:
+        elif conn.closed or (isinstance(conn, HTTP2Connection) and conn.capacity() <= 0):
             self.submit(ex)
             return
         else:
@@ -272,8 +275,16 @@ class Pool:
         return origin.scheme == b"https" or not self.config.http1
 
     def _connecting_shareable(self, origin: Origin) -> bool:
-        return any(
+        """A connection to ``origin`` that may yet take more streams is on its
+        way: still connecting (and may come up HTTP/2), or HTTP/2 without the
+        server's SETTINGS yet. Requests to that origin wait for it."""
+        if any(
             slot.conn is None and slot.may_share and slot.origin == origin for slot in self._slots
+        ):
+            return True
+        return any(
+            isinstance(slot.conn, HTTP2Connection) and not slot.conn.settled
+            for slot in self._shared.get(origin, ())
         )
 
     async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
@@ -327,18 +338,22 @@ class Pool:
         ex.finish(final)
 
     def exchange_failed(self, conn: Connection, ex: Exchange, error: Exception, retry: str) -> None:
-        """Retry once on a new connection when the server cannot have
-        processed the request: "safe" (GOAWAY, REFUSED_STREAM) for any
-        replayable request, "if_idempotent" (a stale keep-alive) for
-        idempotent ones."""
+        """Start again elsewhere when the server cannot have processed the
+        request: "safe" (GOAWAY, REFUSED_STREAM) for a replayable request, up
+        to MAX_RETRIES times; "if_idempotent" (a stale keep-alive) once, for
+        idempotent ones; "requeue" (never sent) always."""
         debug = logger.isEnabledFor(logging.DEBUG)
         replayable = not ex.request.streaming_body
-        allowed = (retry == "safe" and replayable) or (
-            retry == "if_idempotent" and ex.request.idempotent
-        )
+        if retry == "requeue":
+            allowed = True
+        elif retry == "safe":
+            allowed = replayable and ex.retries < MAX_RETRIES
+        else:
+            allowed = retry == "if_idempotent" and ex.request.idempotent and ex.retries == 0
         self._release(conn)
-        if allowed and not ex.retried and not ex.done and not self.closed:
-            ex.retried = True
+        if allowed and not ex.done and not self.closed:
+            if retry != "requeue":
+                ex.retries += 1
             if debug:
                 logger.debug(
                     "request retried on a new connection request_id=%d after %s",

@@ -1,0 +1,92 @@
+"""nginx with HTTP/2 (TLS + ALPN, and h2c on a plain port) as an independent server.
+
+The fixture ``nginx_h2`` (see ``conftest.py``) writes ``CONFIG`` to a tmp dir and
+runs ``nginx -p DIR -c nginx.conf`` in the foreground (``master_process off``).
+Every request is logged as ``$connection $connection_requests $server_protocol
+$status $request_uri``: ``$connection`` is nginx's serial number of the TCP
+connection, so distinct values are the number of TCP connections used.
+
+Locations: ``/small`` (``b"hello h2\\n"``) and ``/big`` (``BIG_SIZE`` bytes of
+``app.pattern``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BIG_SIZE = 32 * 1024 * 1024
+SMALL_BODY = b"hello h2\n"
+
+CONFIG = """\
+worker_processes 1;
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    log_format conns '$connection $connection_requests $server_protocol $status $request_uri';
+    access_log {d}/access.log conns;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    keepalive_timeout 600s;
+    keepalive_requests 100000000;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{tls_port} ssl http2 backlog=1024;
+        listen 127.0.0.1:{h2c_port} http2 backlog=1024;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        http2_max_concurrent_streams 128;
+        location = /small {{ default_type text/plain; return 200 "hello h2\\n"; }}
+        location = /big {{ alias {d}/big.bin; }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    connection: int
+    connection_requests: int
+    protocol: str
+    status: int
+    uri: str
+
+
+@dataclass(frozen=True)
+class Nginx:
+    tls_port: int
+    h2c_port: int
+    directory: Path
+
+    def url(self, path: str = "/small", host: str = "127.0.0.1") -> str:
+        return f"https://{host}:{self.tls_port}{path}"
+
+    def h2c_url(self, path: str = "/small") -> str:
+        return f"http://127.0.0.1:{self.h2c_port}{path}"
+
+    def log(self, marker: str, expect: int, timeout: float = 10.0) -> list[LogLine]:
+        """The access-log lines whose URI contains ``marker``, once there are ``expect``.
+
+        nginx writes a line when it finalises a request, which can be just
+        after the client has the whole response: poll (with a deadline) until
+        all ``expect`` lines are there.
+        """
+        path = self.directory / "access.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = []
+            for raw in path.read_text().splitlines():
+                conn, reqs, proto, status, uri = raw.split(" ", 4)
+                if marker in uri:
+                    lines.append(LogLine(int(conn), int(reqs), proto, int(status), uri))
+            if len(lines) >= expect or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)  # polling a file nginx appends to, not a synchronisation point
