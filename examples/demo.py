@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpcore
 
@@ -239,6 +240,61 @@ def stream_demo(url: str) -> int:
     return 1 if size == STREAM_CHUNKS * len(STREAM_CHUNK) else 0
 
 
+H2_THREADS = 32
+H2_PER_THREAD = 20
+
+
+def h2_demo() -> int:
+    """Many blocking threads, one HTTP/2 connection (h2c to hypercorn)."""
+    import socket
+    import subprocess
+
+    print(f"[http2] {H2_THREADS} threads x {H2_PER_THREAD} requests on one Client, h2c to hypercorn")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    here = str(Path(__file__).resolve().parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hypercorn", "h2app:app", "--bind", f"127.0.0.1:{port}"],
+        cwd=here,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    print("  hypercorn did not start; skipped")
+                    return -1
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/"
+        with httpcore.Client(http1=False, http2=True) as client:
+
+            def worker() -> int:
+                ok = 0
+                for _ in range(H2_PER_THREAD):
+                    response = client.request("GET", url)
+                    ok += response.status_code == 200 and response.http_version == "HTTP/2"
+                return ok
+
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(H2_THREADS) as executor:
+                total = sum(executor.map(lambda _: worker(), range(H2_THREADS)))
+            elapsed = time.perf_counter() - start
+            print(f"  {total} HTTP/2 responses in {elapsed * 1000:.0f} ms")
+            infos = client.connections()
+            show_connections(infos)
+            print(f"  -> {len(infos)} TCP connection(s) for {H2_THREADS} threads")
+        return total
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> int:
     print(f"httpcore {httpcore.__version__} on Python {sys.version.split()[0]}")
     with DemoServer() as url:
@@ -249,12 +305,15 @@ def main() -> int:
         print()
         streamed = stream_demo(url)
         print()
-        engines = engine_threads()
+    h2_total = h2_demo()
+    print()
+    engines = engine_threads()
     expected = SYNC_THREADS * REQUESTS_PER_THREAD + 2 * ASYNC_TASKS
+    h2_ok = h2_total in (-1, H2_THREADS * H2_PER_THREAD)
     print(f"engine threads: {engines} (one engine served every caller above)")
     print(f"total: {total}/{expected} requests OK, stream {'OK' if streamed else 'FAILED'}")
     print("server stopped")
-    return 0 if total == expected and streamed and len(engines) == 1 else 1
+    return 0 if total == expected and streamed and h2_ok and len(engines) == 1 else 1
 
 
 if __name__ == "__main__":
