@@ -249,7 +249,7 @@ def h2_demo() -> int:
     import socket
     import subprocess
 
-    print(f"[http2] {H2_THREADS} threads x {H2_PER_THREAD} requests on one Client, h2c to hypercorn")
+    print(f"[http2] {H2_THREADS} threads x {H2_PER_THREAD} requests on one Client (h2c, hypercorn)")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
