@@ -274,3 +274,20 @@ def test_async_stream_aclose_resets_stream(
             assert len(await asyncio.to_thread(pool.connections)) == 1
 
     asyncio.run(main())
+
+
+def test_streams_closed_unread_give_back_the_connection_window(
+    h2_server: HTTPServer, ssl_context: ssl.SSLContext
+) -> None:
+    """Regression: a stream closed after one chunk must hand its received,
+    unconsumed bytes back to the connection window, or the connection starves
+    (16 MiB window / ~1 MB per abandoned stream: 40 streams would exhaust it)."""
+    with httpcore.Client(ssl=ssl_context, timeout=10) as client:
+        for _ in range(40):
+            with client.request("GET", h2_server.https_url("/bytes/1000000"), stream=True) as r:
+                chunks = r.stream()
+                assert next(chunks)
+        response = client.request("GET", h2_server.https_url("/bytes/2000000"))
+        assert len(response.body) == 2_000_000
+        (info,) = client.connections()
+        assert info.http_version == "HTTP/2"

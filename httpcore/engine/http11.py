@@ -338,11 +338,18 @@ class HTTP11Connection:
         version = _VERSIONS.get(event.http_version) or (
             "HTTP/" + event.http_version.decode("ascii")
         )
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise RemoteProtocolError(f"unsupported HTTP version in the status line: {version}")
         headers = list(event.headers.raw_items())
         if len(headers) > MAX_HEADER_FIELDS:
             raise RemoteProtocolError(
                 f"response has {len(headers)} header fields, more than {MAX_HEADER_FIELDS}"
             )
+        # h11 bounds a head that arrives in pieces; one that arrives whole in
+        # a single read is measured here.
+        size = sum(len(name) + len(value) + 4 for name, value in headers) + len(event.reason)
+        if size > MAX_HEAD_SIZE:
+            raise RemoteProtocolError(f"response head of {size} bytes, more than {MAX_HEAD_SIZE}")
         self._head = (event.status_code, bytes(event.reason), headers, version)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("head received request_id=%d status=%d", ex.id, event.status_code)

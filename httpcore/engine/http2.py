@@ -526,17 +526,22 @@ class HTTP2Connection:
             self.close("GOAWAY and no streams left")
 
     def _end_stream(self, stream: _Stream) -> None:
-        """Forget a stream; hand back the window its unread data held."""
+        """Forget a stream; hand back the connection window its unread data
+        held (else other streams would starve)."""
         self.streams.pop(stream.id, None)
         self._by_ex.pop(stream.ex, None)
         if stream.ex.handler is self:
             stream.ex.handler = None
-        if stream.to_ack:
-            n, stream.to_ack = stream.to_ack, 0
+        held = stream.to_ack + sum(entry[1] for entry in stream.unread)
+        stream.to_ack = 0
+        stream.unread.clear()
+        stream.unread_bytes = 0
+        if held:
             try:
-                self._h2.acknowledge_received_data(n, stream.id)
+                self._h2.acknowledge_received_data(held, stream.id)
             except h2.exceptions.ProtocolError:
                 pass
+            self._schedule_flush()
         if not self.streams:
             self.idle_since = self._loop.time()
 
