@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from _common import (
@@ -17,6 +18,26 @@ from _common import (
 )
 
 import httpcore
+
+
+def profile_engine_thread(path: str) -> None:
+    """cProfile the engine thread (BENCH_CPROFILE=FILE): wraps Engine._main, so
+    the whole life of every engine started from now on is recorded, and the
+    stats are dumped to FILE when its loop stops (at client close / exit)."""
+    import cProfile
+
+    from httpcore.engine.runner import Engine
+
+    original = Engine._main
+
+    def _main(self, kind):
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(original, self, kind)
+        finally:
+            prof.dump_stats(path)
+
+    Engine._main = _main
 
 
 def options(args):
@@ -53,6 +74,8 @@ def main() -> None:
     args = parse_args(["seq", "threads", "async", "download"])
     url = args.url
     seen: dict[str, str] = {}
+    if os.environ.get("BENCH_CPROFILE"):
+        profile_engine_thread(os.environ["BENCH_CPROFILE"])
 
     if args.mode == "async":
 

@@ -12,6 +12,7 @@ from typing import Protocol
 from .._config import Timeout
 from .._models import Request
 from .messages import BodyChunk, Event, Failed, Reply, ResponseHead, SendBody, StartRequest
+from .outbox import Outbox
 
 STREAM_WINDOW = 4 * 1024 * 1024
 """Bytes of a streamed body the engine may send ahead of the caller."""
@@ -29,12 +30,14 @@ class Exchange:
     """Request state plus the one way back to its caller."""
 
     __slots__ = (
+        "_caller_loop",
         "_on_done",
-        "_reply",
+        "_outbox",
         "credit",
         "done",
         "handler",
         "id",
+        "reply",
         "request",
         "retries",
         "stream",
@@ -43,12 +46,16 @@ class Exchange:
         "upload",
     )
 
-    def __init__(self, msg: StartRequest, on_done: Callable[[Exchange], None]) -> None:
+    def __init__(
+        self, msg: StartRequest, on_done: Callable[[Exchange], None], outbox: Outbox
+    ) -> None:
         self.id = msg.request_id
         self.request: Request = msg.request
         self.timeout: Timeout = msg.timeout
         self.stream = msg.stream
-        self._reply: Reply = msg.reply
+        self.reply: Reply = msg.reply
+        self._caller_loop = msg.loop
+        self._outbox = outbox
         self._on_done = on_done
         self.task: asyncio.Task[None] | None = None
         """Set while the exchange waits for a connection (the slow path)."""
@@ -66,8 +73,12 @@ class Exchange:
         """Deliver ``event``; False when the caller is gone (its loop closed)."""
         if self.done:
             return False
+        loop = self._caller_loop
+        if loop is not None:
+            self._outbox.post(loop, self, event)
+            return True
         try:
-            self._reply(event)
+            self.reply(event)
         except Exception:
             self.abandon()
             return False

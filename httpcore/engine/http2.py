@@ -11,6 +11,7 @@ of a streamed body are re-opened only as its caller hands back credit.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 
@@ -47,6 +49,26 @@ _MAX_STREAM_ID = 2**31 - 1
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
+
+
+def _cheap_raw_data_repr(data: bytes | None) -> str:
+    """hyperframe's ``_raw_data_repr`` with the same output, without
+    hex-encoding the whole payload first.
+
+    h2 builds ``repr(frame)`` for a trace log line on every frame it
+    receives, even when nothing logs it; for a 16 KiB DATA frame that hex
+    encoding was 31% of the engine's time in the HTTP/2 download benchmark.
+    """
+    if not data:
+        return "None"
+    r = binascii.hexlify(data[:11]).decode("ascii")
+    if len(data) > 10:
+        r = r[:20] + "..."
+    return "<hex:" + r + ">"
+
+
+if callable(getattr(hyperframe.frame, "_raw_data_repr", None)):
+    hyperframe.frame._raw_data_repr = _cheap_raw_data_repr
 
 
 class _H2Connection(h2.connection.H2Connection):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .._config import Limits, Timeout
     from .._models import Request
 
@@ -118,6 +120,9 @@ class StartRequest:
     timeout: Timeout
     stream: bool
     reply: Reply
+    loop: asyncio.AbstractEventLoop | None = None
+    """An async caller's loop: ``reply`` then runs on that loop, events
+    batched per engine pass; None: ``reply`` runs on the engine thread."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ import ssl
 import threading
 import weakref
 from collections import deque
-from typing import Any
 
 from .._exceptions import EngineClosed, HTTPCoreError, describe
 from .exchange import Exchange
@@ -20,12 +19,14 @@ from .messages import (
     CancelRequest,
     ClosePool,
     Command,
+    Failed,
     GrantCredit,
     PoolConfig,
     QueryPool,
     SendBody,
     StartRequest,
 )
+from .outbox import Outbox
 from .pool import Pool
 
 logger = logging.getLogger("httpcore")
@@ -143,6 +144,7 @@ class Engine:
             loop = _new_loop(kind)
             asyncio.set_event_loop(loop)
             self._loop = loop
+            self._outbox = Outbox(loop)
             if hasattr(os, "eventfd"):
                 # Cheaper than call_soon_threadsafe's self-pipe: one write to
                 # wake, one read to clear, no Handle, no EAGAIN exception.
@@ -192,10 +194,7 @@ class Engine:
             if handler is not None:
                 handler.on_abandon(ex)
         elif isinstance(msg, StartRequest):
-            try:
-                msg.reply(_failed(err))
-            except Exception:
-                pass
+            _refuse(msg, err)
 
     def _dispatch(self, msg: Command) -> None:
         kind = type(msg)
@@ -239,7 +238,7 @@ class Engine:
             ctx = msg.pool.ssl_context
             assert isinstance(ctx, ssl.SSLContext)
             pool = self._pools[msg.pool] = Pool(msg.pool, ctx)
-        ex = Exchange(msg, self._forget)
+        ex = Exchange(msg, self._forget, self._outbox)
         self._exchanges[ex.id] = ex
         if logger.isEnabledFor(logging.DEBUG):
             req = msg.request
@@ -269,6 +268,7 @@ class Engine:
         self._pools.clear()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
+        self._outbox.flush()
         while any(not t.lost for t in transports) and loop.time() < deadline:
             await asyncio.sleep(0.005)
         loop.stop()
@@ -282,10 +282,7 @@ class Engine:
         closed = EngineClosed("engine closed")
         for msg in inbox:
             if isinstance(msg, StartRequest):
-                try:
-                    msg.reply(_failed(closed))
-                except Exception:
-                    pass
+                _refuse(msg, closed)
             elif isinstance(msg, QueryPool):
                 try:
                     msg.reply(([], 0, 0))
@@ -298,6 +295,7 @@ class Engine:
                 t.abort()
             pool.close()
         self._pools.clear()
+        self._outbox.flush()
         try:
             tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in tasks:
@@ -317,10 +315,16 @@ class Engine:
             loop.close()
 
 
-def _failed(error: BaseException) -> Any:
-    from .messages import Failed
-
-    return Failed(error)
+def _refuse(msg: StartRequest, error: BaseException) -> None:
+    """Fail a request that never became an exchange, on the caller's side."""
+    event = Failed(error)
+    try:
+        if msg.loop is not None:
+            msg.loop.call_soon_threadsafe(msg.reply, event)
+        else:
+            msg.reply(event)
+    except Exception:
+        pass  # that caller is gone
 
 
 # -- the process-wide default engine ---------------------------------------------

@@ -144,11 +144,8 @@ class AsyncReceiver:
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
-    def reply(self, event: Event) -> None:
-        """Engine thread: schedule delivery; raises if the caller's loop is gone."""
-        self._loop.call_soon_threadsafe(self._feed, event)
-
-    def _feed(self, event: Event) -> None:
+    def feed(self, event: Event) -> None:
+        """On the caller's loop (the engine batches these per loop)."""
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None and not waiter.done():

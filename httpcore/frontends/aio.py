@@ -184,7 +184,8 @@ class PoolManager(FrontendBase):
         request, source = build_request(method, url, headers, body, is_async=True)
         engine = self._get_engine()
         request_id = next_request_id()
-        receiver = AsyncReceiver(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        receiver = AsyncReceiver(loop)
         engine.submit(
             StartRequest(
                 request_id,
@@ -192,7 +193,8 @@ class PoolManager(FrontendBase):
                 request,
                 self._timeout_for(timeout),
                 stream,
-                receiver.reply,
+                receiver.feed,
+                loop,
             )
         )
         try:
