@@ -62,8 +62,8 @@ class _Handshake:
         if not self.done.done():
             self.done.set_exception(exc)
 
-    def on_data(self, data: bytes) -> None:
-        self.h11.receive_data(data)
+    def on_data(self, data: memoryview) -> None:
+        self.h11.receive_data(data.tobytes())
         self._step()
 
     def on_eof(self) -> None:

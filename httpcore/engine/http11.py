@@ -258,15 +258,15 @@ class HTTP11Connection:
         else:
             self.close("internal error")
 
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: memoryview) -> None:
         if self.ex is None:
             self.close("unexpected data on idle connection")
             return
         self._got_bytes = True
         if self._raw >= 0:
-            self._raw_data(data)
+            self._raw_data(data.tobytes())
             return
-        self._h11.receive_data(data)
+        self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 copies any buffer
         if not self._starved:
             self._process()
 

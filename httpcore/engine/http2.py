@@ -368,7 +368,7 @@ class HTTP2Connection:
         self._fail_all(error, "no")
         self.close("internal error")
 
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: memoryview) -> None:
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:

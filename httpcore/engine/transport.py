@@ -18,7 +18,8 @@ class Sink(Protocol):
     """What a connection implements to be driven by its transport."""
 
     def on_bug(self, exc: Exception) -> None: ...
-    def on_data(self, data: bytes) -> None: ...
+    def on_data(self, data: memoryview) -> None:
+        """``data`` is only valid during the call; copy what you keep."""
     def on_eof(self) -> None: ...
     def on_lost(self, exc: BaseException | None) -> None: ...
     def on_writable(self) -> None: ...
@@ -62,9 +63,9 @@ class Transport(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._view[:nbytes].tobytes())
-
-    def data_received(self, data: bytes) -> None:
+        # A view, valid only during the call: h11 and h2 copy it into their
+        # own buffers anyway, so copying it here first would be a waste.
+        data = self._view[:nbytes]
         sink = self.sink
         if sink is not None:
             try:
@@ -72,7 +73,7 @@ class Transport(asyncio.BufferedProtocol):
             except Exception as exc:
                 sink.on_bug(exc)
         else:
-            self._early.append(data)
+            self._early.append(data.tobytes())
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -113,7 +114,7 @@ class Transport(asyncio.BufferedProtocol):
         self.sink = sink
         early, self._early = self._early, []
         for data in early:
-            sink.on_data(data)
+            sink.on_data(memoryview(data))
         if self.eof:
             sink.on_eof()
         if self.lost:
