@@ -10,7 +10,7 @@
 
 HTTP/2 (``test_h2_*.py``):
 
-* ``h2_server`` (session): a second hypercorn (``servers/h2run.py``) serving the
+* ``h2_server`` (session): a second hypercorn (``servers/run.py ... h2``) serving the
   same app with ALPN ``h2``/``http/1.1`` on its TLS port and h2c (prior
   knowledge) on its plain port; 100 streams per connection.
 * ``nginx_h2`` (session): nginx with ``http2`` over TLS and h2c, config written to
@@ -89,37 +89,30 @@ def ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
 def http_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HTTPServer]:
-    tmp = tmp_path_factory.mktemp("hypercorn")
-    cert = tmp / "cert.pem"
-    key = tmp / "key.pem"
-    server_cert.cert_chain_pems[0].write_to_path(str(cert))
-    for pem in server_cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert), append=True)
-    server_cert.private_key_pem.write_to_path(str(key))
+    """hypercorn, HTTP/1.1 only: plain on ``port``, TLS (ALPN http/1.1) on ``tls_port``."""
+    yield from _hypercorn(server_cert, tmp_path_factory.mktemp("hypercorn"), h2=False)
+
+
+def _hypercorn(cert_: trustme.LeafCert, tmp: Path, *, h2: bool) -> Iterator[HTTPServer]:
+    cert, key = _write_cert(cert_, tmp)
     port, tls_port = free_port(), free_port()
     while tls_port == port:
         tls_port = free_port()
-    log = open(tmp / "hypercorn.log", "wb")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.run", str(port), str(tls_port), str(cert), str(key)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_listening(port, proc)
-        wait_listening(tls_port, proc)
-        yield HTTPServer(port, tls_port)
-    finally:
-        proc.terminate()
+    args = [str(port), str(tls_port), str(cert), str(key), *(["h2"] if h2 else [])]
+    with open(tmp / "hypercorn.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.servers.run", *args],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            wait_listening(port, proc)
+            wait_listening(tls_port, proc)
+            yield HTTPServer(port, tls_port)
+        finally:
+            _stop(proc)
 
 
 @pytest.fixture
@@ -185,27 +178,7 @@ def h2_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HTTPServer]:
     """hypercorn with HTTP/2: ALPN h2 on ``tls_port``, h2c prior knowledge on ``port``."""
-    tmp = tmp_path_factory.mktemp("hypercorn-h2")
-    cert, key = _write_cert(server_cert, tmp)
-    port, tls_port = free_port(), free_port()
-    while tls_port == port:
-        tls_port = free_port()
-    log = open(tmp / "hypercorn.log", "wb")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.servers.h2run", *map(str, (port, tls_port, cert, key))],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_listening(port, proc)
-        wait_listening(tls_port, proc)
-        yield HTTPServer(port, tls_port)
-    finally:
-        _stop(proc)
-        log.close()
+    yield from _hypercorn(server_cert, tmp_path_factory.mktemp("hypercorn-h2"), h2=True)
 
 
 def _nginx_binary() -> str | None:

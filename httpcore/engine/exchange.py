@@ -18,6 +18,24 @@ STREAM_WINDOW = 4 * 1024 * 1024
 """Bytes of a streamed body the engine may send ahead of the caller."""
 
 
+Head = tuple[int, bytes, list[tuple[bytes, bytes]], str]
+"""status, reason, headers, http_version: a response head as a driver keeps it."""
+
+
+def body_event(
+    head: Head, head_sent: bool, parts: list[bytes], end: bool
+) -> ResponseHead | BodyChunk | None:
+    """What to send a caller for the body pieces in ``parts`` (emptied): the
+    head goes with the first piece, so a small response is one event."""
+    data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
+    parts.clear()
+    if not head_sent:
+        return ResponseHead(*head, data, end)
+    if data or end:
+        return BodyChunk(data, end)
+    return None
+
+
 class Handler(Protocol):
     """The connection an exchange is attached to while it runs on it."""
 

@@ -26,7 +26,7 @@ from .._exceptions import (
     describe,
 )
 from .._models import Origin
-from .exchange import Exchange
+from .exchange import Exchange, Head, body_event
 from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import Transport
 
@@ -122,7 +122,7 @@ class HTTP11Connection:
         self.ex: Exchange | None = None
         self._reused = False
         self._got_bytes = False
-        self._head: tuple[int, bytes, list[tuple[bytes, bytes]], str] | None = None
+        self._head: Head | None = None
         self._head_sent = False
         self._parts: list[bytes] = []
         self._uploading = False
@@ -382,16 +382,12 @@ class HTTP11Connection:
 
     def _flush(self, ex: Exchange) -> None:
         """Send a streaming caller what has arrived; pause when out of credit."""
-        parts = self._parts
         if ex.stream and self._head is not None:
-            data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
-            parts.clear()
-            if not self._head_sent:
+            event = body_event(self._head, self._head_sent, self._parts, False)
+            if event is not None:
                 self._head_sent = True
-                ex.send(ResponseHead(*self._head, data, False))
-            elif data:
-                ex.send(BodyChunk(data, False))
-            ex.credit -= len(data)
+                ex.credit -= len(event.body if isinstance(event, ResponseHead) else event.data)
+                ex.send(event)
             if ex.credit <= 0 and self.ex is ex:
                 self._starved = True
                 self.transport.pause_reading()
@@ -400,14 +396,9 @@ class HTTP11Connection:
         self._arm()
 
     def _complete(self, ex: Exchange, reusable: bool) -> None:
-        parts = self._parts
-        body = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
         assert self._head is not None
-        final: ResponseHead | BodyChunk
-        if self._head_sent:
-            final = BodyChunk(body, True)
-        else:
-            final = ResponseHead(*self._head, body, True)
+        final = body_event(self._head, self._head_sent, self._parts, True)
+        assert final is not None
         raw = self._raw >= 0
         self._detach()
         self.requests_served += 1

@@ -35,9 +35,9 @@ from .._exceptions import (
     describe,
 )
 from .._models import Origin
-from .exchange import STREAM_WINDOW, Exchange
+from .exchange import STREAM_WINDOW, Exchange, Head, body_event
 from .http11 import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks
-from .messages import BodyChunk, ResponseHead, UploadAck
+from .messages import ResponseHead, UploadAck
 from .transport import Transport
 
 logger = logging.getLogger("httpcore")
@@ -135,7 +135,7 @@ class _Stream:
     def __init__(self, stream_id: int, ex: Exchange) -> None:
         self.id = stream_id
         self.ex = ex
-        self.head: tuple[int, bytes, list[tuple[bytes, bytes]], str] | None = None
+        self.head: Head | None = None
         self.head_sent = False
         self.parts: list[bytes] = []
         self.to_ack = 0
@@ -509,18 +509,16 @@ class HTTP2Connection:
             return
         if stream.head is None:
             return
-        parts = stream.parts
-        data = b"".join(parts) if len(parts) != 1 else parts[0]
-        parts.clear()
-        if not stream.head_sent:
+        event = body_event(stream.head, stream.head_sent, stream.parts, False)
+        size = 0
+        if event is not None:
             stream.head_sent = True
-            ex.send(ResponseHead(*stream.head, data, False))
-        elif data:
-            ex.send(BodyChunk(data, False))
-        ex.credit -= len(data)
+            size = len(event.body if isinstance(event, ResponseHead) else event.data)
+            ex.credit -= size
+            ex.send(event)
         if stream.to_ack:
-            stream.unread.append([len(data), stream.to_ack])
-            stream.unread_bytes += len(data)
+            stream.unread.append([size, stream.to_ack])
+            stream.unread_bytes += size
             stream.to_ack = 0
         if stream.unread_bytes >= STREAM_WINDOW // 2:
             # The caller is behind and the window is closing: no read
@@ -534,13 +532,8 @@ class HTTP2Connection:
                 stream, RemoteProtocolError("stream ended without a response"), "no", reset=False
             )
             return
-        parts = stream.parts
-        body = b"".join(parts) if len(parts) != 1 else parts[0]
-        final: ResponseHead | BodyChunk
-        if stream.head_sent:
-            final = BodyChunk(body, True)
-        else:
-            final = ResponseHead(*stream.head, body, True)
+        final = body_event(stream.head, stream.head_sent, stream.parts, True)
+        assert final is not None
         self._end_stream(stream)
         self.requests_served += 1
         self._pool.exchange_done(self, ex, final)
