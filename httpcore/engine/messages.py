@@ -1,3 +1,5 @@
+# Data only, used on both sides: frozen values are safe to hand between the
+# callers' threads and the engine thread. Owns no state.
 """Every value that crosses between a caller and the engine thread.
 
 Commands (caller -> engine) are named as verbs, events (engine -> caller) as

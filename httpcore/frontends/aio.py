@@ -223,7 +223,10 @@ class PoolManager(FrontendBase):
         engine = self._get_engine()
         answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int, int]] = queue.SimpleQueue()
         engine.submit(QueryPool(self._config, answer.put))
-        return answer.get(timeout=10)
+        try:
+            return answer.get(timeout=10)
+        except queue.Empty:
+            raise EngineClosed("the engine did not answer within 10 s") from None
 
     async def aclose(self) -> None:
         self._close_pool()

@@ -213,7 +213,10 @@ class Client(FrontendBase):
         engine = self._get_engine()
         answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int, int]] = queue.SimpleQueue()
         engine.submit(QueryPool(self._config, answer.put))
-        return answer.get(timeout=10)
+        try:
+            return answer.get(timeout=10)
+        except queue.Empty:
+            raise EngineClosed("the engine did not answer within 10 s") from None
 
     def close(self) -> None:
         """Close this client's connections; later requests raise EngineClosed."""
