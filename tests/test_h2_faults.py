@@ -247,3 +247,14 @@ def test_connection_level_garbage_fails_all_open_streams(raw: RawFactory) -> Non
     assert all(isinstance(r, httpcore.RemoteProtocolError) for r in results), results
     assert server.wait_event("garbage-sent") == 0
     assert server.accepted == 1
+
+
+@pytest.mark.parametrize("path", sorted(p.decode() for p in h2faults.MALFORMED))
+def test_malformed_response_headers_are_refused(raw: RawFactory, path: str) -> None:
+    """RFC 9113 §8.2: a malformed header block is an error for its request,
+    never a response; the client goes on working."""
+    server = raw(h2faults.malformed_headers)
+    with h2c_client() as client:
+        with pytest.raises(httpcore.RemoteProtocolError):
+            client.request("GET", server.url(path))
+        assert client.request("GET", server.url("/ok")).body == b"fine:/ok"

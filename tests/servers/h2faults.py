@@ -537,3 +537,50 @@ def big_body_stall_probe(conn: RawConnection) -> None:
             peer.flush()
             if was_sending and not peer.sending():
                 conn.server.signal("sent-all", int(conn.server.shared.get("sent", 0)))
+
+
+MALFORMED: dict[bytes, list[tuple[bytes, bytes]]] = {
+    b"/upper": [(b"X-Upper", b"v")],
+    b"/connection": [(b"connection", b"close")],
+    b"/keep-alive": [(b"keep-alive", b"timeout=5")],
+    b"/te": [(b"te", b"gzip")],
+    b"/pseudo-late": [(b"x-a", b"1"), (b":status", b"200")],
+    b"/pseudo-request": [(b":path", b"/x")],
+    b"/colon": [(b"x:y", b"1")],
+    b"/empty-name": [(b"", b"1")],
+    b"/space-name": [(b"x y", b"1")],
+    b"/nul": [(b"x-a", b"a\x00b")],
+    b"/cr": [(b"x-a", b"a\rb")],
+    b"/leading-space": [(b"x-a", b" v")],
+    b"/trailing-tab": [(b"x-a", b"v\t")],
+}
+"""Response header blocks RFC 9113 §8.2 calls malformed, by request path."""
+
+
+def malformed_headers(conn: RawConnection) -> None:
+    """Answer each path in MALFORMED with that header block (h2's own outbound
+    checks off so it can be sent); any other path gets a well-formed 200."""
+    peer = H2Peer(conn)
+    peer.h2.config.validate_outbound_headers = False
+    peer.h2.config.normalize_outbound_headers = False
+    with contextlib.suppress(ConnectionClosedByPeer):
+        while True:
+            events = peer.receive()
+            assert events is not None
+            for event in events:
+                if isinstance(event, h2.events.StreamEnded) and event.stream_id in peer.requests:
+                    req = peer.requests[event.stream_id]
+                    bad = MALFORMED.get(req.path)
+                    if bad is None:
+                        peer.respond(req.stream_id, b"fine:" + req.path)
+                    elif req.path == b"/pseudo-late":
+                        peer.h2.send_headers(req.stream_id, bad, end_stream=True)
+                    else:
+                        peer.h2.send_headers(
+                            req.stream_id, [(b":status", b"200"), *bad], end_stream=True
+                        )
+            if peer.goaway_received:
+                peer.flush()
+                peer.drain_until_closed()
+                return
+            peer.flush()
