@@ -310,3 +310,38 @@ def test_blocked_upload_producer_does_not_block_engine(http_server: HTTPServer) 
             release.set()
             t.join(20)
         assert b'"length": 2000' in result.result(timeout=1)
+
+
+def test_zero_read_timeout_on_uvloop_is_a_timeout_not_a_bug(h2_server: HTTPServer) -> None:
+    """Regression: uvloop's call_at with a deadline (nearly) past returns a
+    plain Handle, without ``when()``; streams started beside one with a zero
+    read timeout, on the same HTTP/2 connection, used to hit an engine bug."""
+    pytest.importorskip("uvloop")
+    import asyncio
+
+    url = f"http://127.0.0.1:{h2_server.port}/echo"
+    zero = httpcore.Timeout(5.0, read=0.0)
+
+    async def main(engine: httpcore.Engine) -> set[str]:
+        outcomes: set[str] = set()
+        async with httpcore.PoolManager(engine=engine, http1=False) as pool:
+            await pool.request("GET", url)
+            for _ in range(20):
+                results = await asyncio.gather(
+                    pool.request("GET", url, timeout=zero),
+                    pool.request("GET", url, timeout=zero),
+                    pool.request("GET", url),
+                    return_exceptions=True,
+                )
+                for result in results:
+                    if isinstance(result, httpcore.ReadTimeout):
+                        outcomes.add("timeout")
+                    elif isinstance(result, BaseException):
+                        outcomes.add(repr(result))
+                    else:
+                        outcomes.add("ok")
+        return outcomes
+
+    with httpcore.Engine(loop="uvloop") as engine:
+        outcomes = asyncio.run(main(engine))
+    assert outcomes <= {"ok", "timeout"}, outcomes

@@ -128,7 +128,9 @@ class HTTP11Connection:
         self._uploading = False
         self._unacked = 0
         self._starved = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        """When ``_timer`` fires (uvloop's handles have no ``when()``)."""
         self._deadline: float | None = None
         self._deadline_error: type[Exception] = ReadTimeout
         transport.attach(self)
@@ -464,10 +466,11 @@ class HTTP11Connection:
         deadline = self._deadline = self._loop.time() + timeout
         timer = self._timer
         if timer is not None:
-            if timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return
             timer.cancel()
         self._timer = self._loop.call_at(deadline, self._check_deadline)
+        self._timer_at = deadline
 
     def _disarm(self) -> None:
         self._deadline = None
@@ -479,6 +482,7 @@ class HTTP11Connection:
             return
         if self._loop.time() < deadline:
             self._timer = self._loop.call_at(deadline, self._check_deadline)
+            self._timer_at = deadline
             return
         error = self._deadline_error
         what = "writing the request" if error is WriteTimeout else "reading the response"

@@ -235,7 +235,9 @@ class HTTP2Connection:
         self.requests_served = 0
         self.idle_since = self._loop.time()
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        """When ``_timer`` fires (uvloop's handles have no ``when()``)."""
         self.got_bytes = True
         transport.attach(self)
         self._flush()
@@ -647,10 +649,11 @@ class HTTP2Connection:
             return
         deadline = stream.deadline = self._loop.time() + timeout
         timer = self._timer
-        if timer is None or timer.when() > deadline:
+        if timer is None or self._timer_at > deadline:
             if timer is not None:
                 timer.cancel()
             self._timer = self._loop.call_at(deadline, self._check_deadlines)
+            self._timer_at = deadline
 
     def _check_deadlines(self) -> None:
         self._timer = None
@@ -672,6 +675,7 @@ class HTTP2Connection:
                 earliest = deadline
         if earliest is not None:
             self._timer = self._loop.call_at(earliest, self._check_deadlines)
+            self._timer_at = earliest
 
     # -- life ---------------------------------------------------------------------------
 
