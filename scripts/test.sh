@@ -16,7 +16,7 @@ run() {
     local status=0
     "$@" || status=$?
     if [ "$status" -ne 0 ]; then
-        if [ "$name" = pytest ] && [ "$status" -eq 5 ]; then
+        if [[ "$name" == pytest* ]] && [ "$status" -eq 5 ]; then
             echo "error: pytest collected no tests" >&2
         fi
         failed+=("$name (exit $status)")
@@ -24,6 +24,8 @@ run() {
 }
 
 run pytest .venv/bin/python -m pytest -q "$@"
+# The same suite with the engine loop on uvloop (the `speed` extra).
+run pytest-uvloop env HTTPCORE_LOOP=uvloop .venv/bin/python -m pytest -q "$@"
 run mypy .venv/bin/mypy
 run ruff .venv/bin/ruff check .
 
