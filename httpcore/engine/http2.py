@@ -89,6 +89,20 @@ class _H2Connection(h2.connection.H2Connection):
             self.state_machine.state = state
         return result
 
+    _counts = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        """h2 reads this on every ``send_headers``, walking every stream, to
+        enforce the server's stream limit and to prune closed streams. The
+        limit is enforced before that (``HTTP2Connection.capacity``), so the
+        walk is done every 32nd time only, to prune: about 8% of the engine's
+        time with 100 streams open."""
+        self._counts += 1
+        if self._counts % 32:
+            return 0
+        return self._open_streams(int(self.config.client_side))
+
 
 _FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+")
 _FIELD_VALUE = re.compile(rb"(?:[^\x00\r\n \t](?:[^\x00\r\n]*[^\x00\r\n \t])?)?")
