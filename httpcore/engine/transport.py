@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -26,21 +28,35 @@ class Sink(Protocol):
 
 
 RECV_BUFFER = 256 * 1024
-"""Size of the one receive buffer each connection reads into."""
+"""Size of the receive buffer every connection of an engine reads into."""
+
+_local = threading.local()
+
+
+def _receive_view() -> memoryview:
+    """The engine thread's one receive buffer.
+
+    One per thread suffices: a read is handed to its connection, which copies
+    what it keeps, before the loop reads any other socket; a buffer per
+    connection would cost 256 KiB for each, idle ones included.
+    """
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(RECV_BUFFER))
+    return view
 
 
 class Transport(asyncio.BufferedProtocol):
     """One connection's socket; buffers only until a sink is attached.
 
-    A BufferedProtocol: the socket is read into one preallocated buffer, and
-    only the bytes received are copied out. A plain Protocol would have
-    asyncio allocate ``max_size`` (256 KiB) per read, which glibc serves
-    with mmap/mremap/munmap: three syscalls on every small response.
+    A BufferedProtocol: the socket is read into a preallocated buffer
+    shared by the engine's connections. A plain Protocol would have asyncio
+    allocate ``max_size`` (256 KiB) per read, which glibc serves with
+    mmap/mremap/munmap: three syscalls on every small response.
     """
 
     def __init__(self) -> None:
-        self._buffer = bytearray(RECV_BUFFER)
-        self._view = memoryview(self._buffer)
+        self._view = _receive_view()
         self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
         self._early: list[bytes] = []
@@ -77,35 +93,23 @@ class Transport(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
-        sink = self.sink
-        if sink is not None:
-            try:
-                sink.on_eof()
-            except Exception as exc:
-                sink.on_bug(exc)
+        if self.sink is not None:
+            _guarded(self.sink, self.sink.on_eof)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.error = exc
-        sink = self.sink
-        if sink is not None:
-            try:
-                sink.on_lost(exc)
-            except Exception as bug:
-                sink.on_bug(bug)
+        if self.sink is not None:
+            _guarded(self.sink, self.sink.on_lost, exc)
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        sink = self.sink
-        if sink is not None:
-            try:
-                sink.on_writable()
-            except Exception as exc:
-                sink.on_bug(exc)
+        if self.sink is not None:
+            _guarded(self.sink, self.sink.on_writable)
 
     # -- engine-side API ---------------------------------------------------------------
 
@@ -158,3 +162,10 @@ class Transport(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is not None:
             transport.abort()
+
+
+def _guarded(sink: Sink, method: Callable[..., None], *args: object) -> None:
+    try:
+        method(*args)
+    except Exception as exc:
+        sink.on_bug(exc)
