@@ -6,14 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import queue
 import ssl
 from collections import deque
 
 from .._config import Limits, Proxy, Timeout, TimeoutTypes, default_ssl_context, to_timeout
-from .._exceptions import EngineClosed, ProxyError, UnsupportedProtocol
+from .._exceptions import (
+    EngineClosed,
+    LocalProtocolError,
+    ProxyError,
+    ResponseNotRead,
+    UnsupportedProtocol,
+    reraise,
+)
 from .._models import ProxySpec, parse_proxy
-from ..engine.messages import Event, PoolConfig
-from ..engine.runner import Engine, default_engine
+from ..engine.messages import (
+    BodyChunk,
+    CancelRequest,
+    ConnectionInfo,
+    Event,
+    Failed,
+    GrantCredit,
+    PoolConfig,
+    QueryPool,
+    ResponseHead,
+)
+from ..engine.runner import Engine, assert_not_engine_thread, default_engine, on_engine_thread
 
 _request_ids = itertools.count(1)
 next_request_id = _request_ids.__next__
@@ -126,6 +144,33 @@ class FrontendBase:
     def _timeout_for(self, timeout: TimeoutTypes) -> Timeout:
         return self._timeout if timeout is None else to_timeout(timeout)
 
+    def connections(self) -> list[ConnectionInfo]:
+        """A snapshot from the engine (a brief wait for its answer)."""
+        return self._query()[0]
+
+    def _query(self) -> tuple[list[ConnectionInfo], int, int]:
+        assert_not_engine_thread()
+        engine = self._get_engine()
+        answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int, int]] = queue.SimpleQueue()
+        engine.submit(QueryPool(self._config, answer.put))
+        try:
+            return answer.get(timeout=10)
+        except queue.Empty:
+            raise EngineClosed("the engine did not answer within 10 s") from None
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self._closed:
+            return f"<{name} [closed]>"
+        if on_engine_thread():
+            return f"<{name}>"
+        try:
+            infos, active, queued = self._query()
+        except Exception:
+            return f"<{name}>"
+        idle = sum(1 for info in infos if info.state == "idle")
+        return f"<{name} [active={active} queued={queued} idle={idle}]>"
+
 
 def _live_default() -> Engine | None:
     from ..engine import runner
@@ -166,3 +211,97 @@ class AsyncReceiver:
             finally:
                 self._waiter = None
         return self._events.popleft()
+
+
+def cancel_request(engine: Engine, request_id: int) -> None:
+    """Tell the engine the caller left; a closed engine has nothing to cancel."""
+    try:
+        engine.submit(CancelRequest(request_id))
+    except EngineClosed:
+        pass
+
+
+def upload_piece(piece: object) -> bytes:
+    """One piece of a streaming body, checked on the caller's side."""
+    if not isinstance(piece, (bytes, bytearray, memoryview)):
+        raise LocalProtocolError(f"a streaming body must yield bytes, not {type(piece).__name__}")
+    return bytes(piece)
+
+
+class ResponseBase:
+    """The head, and the body bookkeeping both response classes share."""
+
+    __slots__ = (
+        "_body",
+        "_consumed",
+        "_ended",
+        "_engine",
+        "_first",
+        "_request_id",
+        "_streamed",
+        "headers",
+        "http_version",
+        "reason",
+        "status_code",
+    )
+    _read = "read()"
+
+    def __init__(self, head: ResponseHead, engine: Engine, request_id: int, stream: bool) -> None:
+        self.status_code: int = head.status_code
+        self.reason: bytes = head.reason
+        self.headers: list[tuple[bytes, bytes]] = head.headers
+        self.http_version: str = head.http_version
+        self._engine = engine
+        self._request_id = request_id
+        self._ended = head.complete
+        self._first = head.body
+        self._body: bytes | None = None if stream else head.body
+        self._streamed = False
+        self._consumed = 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} [{self.status_code}]>"
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            raise ResponseNotRead(
+                f"the body of a stream=True response is available after {self._read}"
+            )
+        return self._body
+
+    def _chunk(self, event: Event) -> bytes:
+        """The body bytes an event carries; raises the error a Failed carries."""
+        if type(event) is BodyChunk:
+            assert isinstance(event, BodyChunk)
+            if event.end:
+                self._ended = True
+            return event.data
+        if type(event) is Failed:
+            assert isinstance(event, Failed)
+            self._ended = True
+            raise reraise(event.error) from event.error
+        return b""
+
+    def _credit(self, nbytes: int) -> None:
+        """The caller consumed ``nbytes``: hand credit back in batches."""
+        self._consumed += nbytes
+        if self._consumed >= CREDIT_BATCH and not self._ended:
+            consumed, self._consumed = self._consumed, 0
+            try:
+                self._engine.submit(GrantCredit(self._request_id, consumed))
+            except EngineClosed:
+                pass
+
+    def _cancel(self) -> None:
+        """Release the stream; an unfinished one is cancelled in the engine."""
+        if not self._ended:
+            self._ended = True
+            self._streamed = True
+            cancel_request(self._engine, self._request_id)
+
+    def __del__(self) -> None:
+        try:
+            self._cancel()
+        except Exception:
+            pass

@@ -11,54 +11,35 @@ from types import TracebackType
 
 from .._config import TimeoutTypes
 from .._exceptions import (
-    EngineClosed,
-    LocalProtocolError,
-    ResponseNotRead,
     StreamConsumed,
     reraise,
 )
 from .._models import HeaderTypes, build_request
 from ..engine.messages import (
-    BodyChunk,
-    CancelRequest,
-    ConnectionInfo,
     Event,
     Failed,
-    GrantCredit,
-    QueryPool,
     ResponseHead,
     SendBody,
     StartRequest,
     UploadAck,
 )
-from ..engine.runner import Engine, on_engine_thread
-from ._bridge import CREDIT_BATCH, UPLOAD_WINDOW, AsyncReceiver, FrontendBase, next_request_id
+from ..engine.runner import Engine
+from ._bridge import (
+    UPLOAD_WINDOW,
+    AsyncReceiver,
+    FrontendBase,
+    ResponseBase,
+    cancel_request,
+    next_request_id,
+    upload_piece,
+)
 
 
-def _cancel(engine: Engine, request_id: int) -> None:
-    try:
-        engine.submit(CancelRequest(request_id))
-    except EngineClosed:
-        pass
-
-
-class AsyncResponse:
+class AsyncResponse(ResponseBase):
     """A response for async callers; ``stream()`` is an async iterator."""
 
-    __slots__ = (
-        "_body",
-        "_consumed",
-        "_ended",
-        "_engine",
-        "_first",
-        "_receiver",
-        "_request_id",
-        "_streamed",
-        "headers",
-        "http_version",
-        "reason",
-        "status_code",
-    )
+    __slots__ = ("_receiver",)
+    _read = "aread()"
 
     def __init__(
         self,
@@ -68,27 +49,8 @@ class AsyncResponse:
         receiver: AsyncReceiver,
         stream: bool,
     ) -> None:
-        self.status_code: int = head.status_code
-        self.reason: bytes = head.reason
-        self.headers: list[tuple[bytes, bytes]] = head.headers
-        self.http_version: str = head.http_version
-        self._engine = engine
-        self._request_id = request_id
+        super().__init__(head, engine, request_id, stream)
         self._receiver = receiver
-        self._ended = head.complete
-        self._first = head.body
-        self._body: bytes | None = None if stream else head.body
-        self._streamed = False
-        self._consumed = 0
-
-    def __repr__(self) -> str:
-        return f"<AsyncResponse [{self.status_code}]>"
-
-    @property
-    def body(self) -> bytes:
-        if self._body is None:
-            raise ResponseNotRead("the body of a stream=True response is available after aread()")
-        return self._body
 
     def stream(self) -> AsyncIterator[bytes]:
         """The body in chunks, as they arrive; once only."""
@@ -109,41 +71,19 @@ class AsyncResponse:
             receiver = self._receiver
             while not self._ended:
                 event = receiver.pop() if receiver.ready() else await receiver.get()
-                if type(event) is BodyChunk:
-                    assert isinstance(event, BodyChunk)
-                    if event.end:
-                        self._ended = True
-                    if event.data:
-                        yield event.data
-                        self._credit(len(event.data))
-                elif type(event) is Failed:
-                    assert isinstance(event, Failed)
-                    self._ended = True
-                    raise reraise(event.error) from event.error
+                data = self._chunk(event)
+                if data:
+                    yield data
+                    self._credit(len(data))
         finally:
             if not self._ended:
                 self._cancel()
-
-    def _credit(self, nbytes: int) -> None:
-        self._consumed += nbytes
-        if self._consumed >= CREDIT_BATCH and not self._ended:
-            consumed, self._consumed = self._consumed, 0
-            try:
-                self._engine.submit(GrantCredit(self._request_id, consumed))
-            except EngineClosed:
-                pass
 
     async def aread(self) -> bytes:
         """Read the rest of the body; returns and keeps it as ``body``."""
         if self._body is None:
             self._body = b"".join([part async for part in self.stream()])
         return self._body
-
-    def _cancel(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._streamed = True
-            _cancel(self._engine, self._request_id)
 
     async def aclose(self) -> None:
         """Release the stream; an unfinished one is cancelled in the engine."""
@@ -159,12 +99,6 @@ class AsyncResponse:
         tb: TracebackType | None,
     ) -> None:
         self._cancel()
-
-    def __del__(self) -> None:
-        try:
-            self._cancel()
-        except Exception:
-            pass
 
 
 class PoolManager(FrontendBase):
@@ -203,30 +137,13 @@ class PoolManager(FrontendBase):
             else:
                 event = await receiver.get()
         except BaseException:
-            _cancel(engine, request_id)
+            cancel_request(engine, request_id)
             raise
         if type(event) is ResponseHead:
             assert isinstance(event, ResponseHead)
             return AsyncResponse(event, engine, request_id, receiver, stream)
         assert isinstance(event, Failed)
         raise reraise(event.error) from event.error
-
-    def connections(self) -> list[ConnectionInfo]:
-        """A snapshot from the engine (a brief wait for its answer)."""
-        return self._query()[0]
-
-    def _query(self) -> tuple[list[ConnectionInfo], int, int]:
-        import queue
-
-        if on_engine_thread():
-            raise RuntimeError("httpcore: connections() cannot be called from the engine thread")
-        engine = self._get_engine()
-        answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int, int]] = queue.SimpleQueue()
-        engine.submit(QueryPool(self._config, answer.put))
-        try:
-            return answer.get(timeout=10)
-        except queue.Empty:
-            raise EngineClosed("the engine did not answer within 10 s") from None
 
     async def aclose(self) -> None:
         self._close_pool()
@@ -239,19 +156,6 @@ class PoolManager(FrontendBase):
 
     async def __aexit__(self, *exc: object) -> None:
         self._close_pool()
-
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        if self._closed:
-            return f"<{name} [closed]>"
-        if on_engine_thread():
-            return f"<{name}>"
-        try:
-            infos, active, queued = self._query()
-        except Exception:
-            return f"<{name}>"
-        idle = sum(1 for info in infos if info.state == "idle")
-        return f"<{name} [active={active} queued={queued} idle={idle}]>"
 
 
 async def _upload(
@@ -272,11 +176,7 @@ async def _upload(
                 yield item
 
     async for piece in pieces():
-        if not isinstance(piece, (bytes, bytearray, memoryview)):
-            raise LocalProtocolError(
-                f"a streaming body must yield bytes, not {type(piece).__name__}"
-            )
-        data = bytes(piece)
+        data = upload_piece(piece)
         if not data:
             continue
         while in_flight >= UPLOAD_WINDOW:
