@@ -145,9 +145,6 @@ class HTTP11Connection:
     def active_streams(self) -> int:
         return 0 if self.ex is None else 1
 
-    def is_available(self) -> bool:
-        return self.ex is None and not self.closed
-
     def is_idle(self) -> bool:
         return self.ex is None and not self.closed
 

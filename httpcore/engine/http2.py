@@ -252,7 +252,6 @@ class HTTP2Connection:
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         """When ``_timer`` fires (uvloop's handles have no ``when()``)."""
-        self.got_bytes = True
         transport.attach(self)
         self._flush()
 
@@ -282,9 +281,6 @@ class HTTP2Connection:
         limit = h.remote_settings.max_concurrent_streams if self._settings_seen else 1
         ids_left = (_MAX_STREAM_ID - h.highest_outbound_stream_id) // 2
         return max(0, min(limit - len(self.streams), ids_left))
-
-    def is_available(self) -> bool:
-        return self.capacity() > 0
 
     def is_idle(self) -> bool:
         return not self.streams and not self.closed
