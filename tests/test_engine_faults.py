@@ -32,15 +32,15 @@ def _marked(headers: list[tuple[bytes, bytes]]) -> bool:
 
 def _inject(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """Make one engine-side function raise RuntimeError(BUG) for marked requests only."""
-    if where == "http11-response":  # a transport callback: bytes in -> h11 events
-        original_process = HTTP11Connection._process
+    if where == "http11-response":  # a transport callback: response bytes in
+        original_on_data = HTTP11Connection.on_data
 
-        def process(self: HTTP11Connection) -> None:
+        def on_data(self: HTTP11Connection, data: memoryview) -> None:
             if self.ex is not None and _marked(self.ex.request.headers):
                 raise RuntimeError(BUG)
-            original_process(self)
+            original_on_data(self, data)
 
-        monkeypatch.setattr(HTTP11Connection, "_process", process)
+        monkeypatch.setattr(HTTP11Connection, "on_data", on_data)
     elif where == "http2-response":  # HTTP/2: a response HEADERS frame
         original_head = HTTP2Connection._on_head
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, Protocol
 
 import h11
@@ -25,7 +26,7 @@ from .._exceptions import (
     WriteTimeout,
     describe,
 )
-from .._models import Origin
+from .._models import Origin, Request
 from .exchange import Exchange, Head, body_event
 from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import Transport
@@ -49,6 +50,107 @@ _DONE = h11.DONE
 
 RAW_BODY_MIN = 256 * 1024
 """Content-Length bodies at least this large bypass h11's buffer."""
+
+
+# The fast lane: a strict subset of what h11 accepts, for the common exchange.
+# Everything outside it (chunked, 1xx, HTTP/1.0, a head split across reads,
+# obs-fold, odd framing, any error) is handed to h11 as if h11 had seen the
+# exchange from the start, so h11 stays the judge of every other case.
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\r\n")
+_VCHAR = rb"[\x21-\x7e\x80-\xff]"
+
+
+def _field(group: bytes) -> bytes:
+    """h11's header-field, narrowed to visible ASCII and obs-text."""
+    return (
+        group + rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*"
+        + group + rb"(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?)[ \t]*\r\n"
+    )
+
+
+_FIELDS = re.compile(_field(b"("))
+_FIELD_BLOCK = re.compile(rb"(?:" + _field(b"(?:") + rb")*")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+_NO_BODY_STATUS = (204, 304)
+
+FastHead = tuple[int, bytes, list[tuple[bytes, bytes]], int, bool]
+"""status, reason, headers, body length, keep-alive."""
+
+
+def wire_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
+) -> bytes | None:
+    """The request as h11 would write it, when its framing is plain
+    Content-Length; None sends it through h11 instead."""
+    if body is None or method == b"CONNECT":
+        return None
+    lengths = []
+    host = []
+    rest = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-length":
+            lengths.append(value)
+        elif lower == b"transfer-encoding":
+            return None
+        line = name + b": " + value + b"\r\n"
+        if lower == b"host":
+            host.append(line)
+        else:
+            rest.append(line)
+    if lengths != ([str(len(body)).encode("ascii")] if body else []):
+        return None
+    if len(host) != 1:
+        return None
+    return b"".join((method, b" ", target, b" HTTP/1.1\r\n", *host, *rest, b"\r\n", body))
+
+
+def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHead, int] | None:
+    """A complete HTTP/1.1 final response head framed by one Content-Length,
+    parsed exactly as h11 would, and where its body starts; None otherwise."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD_SIZE:
+        return None
+    status_line = _STATUS_LINE.match(data)
+    if status_line is None:
+        return None
+    status = int(status_line[1])
+    if status < 200:
+        return None
+    start = status_line.end()
+    if _FIELD_BLOCK.fullmatch(data, start, end + 2) is None:
+        return None
+    headers = _FIELDS.findall(data, start, end + 2)
+    if len(headers) > MAX_HEADER_FIELDS:
+        return None
+    length = -1
+    keep = not request_close
+    for name, value in headers:
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            if length >= 0 or _DIGITS.fullmatch(value) is None:
+                return None
+            length = int(value)
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            return None
+        elif size == 10 and keep and name.lower() == b"connection" and _has_close(value):
+            keep = False
+    if method == b"HEAD" or status in _NO_BODY_STATUS:
+        length = 0
+    elif length < 0:
+        return None
+    return (status, status_line[2] or b"", headers, length, keep), end + 4
+
+
+def _asks_close(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        len(name) == 10 and name.lower() == b"connection" and _has_close(value)
+        for name, value in headers
+    )
+
+
+def _has_close(value: bytes) -> bool:
+    return any(token.strip().lower() == b"close" for token in value.split(b","))
 
 
 def _new_h11() -> h11.Connection:
@@ -75,7 +177,7 @@ def _keep_alive(ex: Exchange, event: h11.Response) -> bool:
         return False
     for headers in (event.headers.raw_items(), ex.request.headers):
         for name, value in headers:
-            if name.lower() == b"connection" and b"close" in value.lower():
+            if name.lower() == b"connection" and _has_close(value):
                 return False
     return True
 
@@ -114,7 +216,10 @@ class HTTP11Connection:
         self._h11 = _new_h11()
         self._raw = -1
         """Body bytes still due in raw mode (see ``_raw_data``); -1: off."""
-        self._raw_keep = False
+        self._raw_close: str | None = None
+        """In raw mode: why the connection closes after the body; None: kept."""
+        self._fast: Exchange | None = None
+        """Set while the exchange runs in the fast lane, unseen by h11."""
         self._loop = asyncio.get_running_loop()
         self.closed = False
         self.requests_served = 0
@@ -164,15 +269,35 @@ class HTTP11Connection:
         self._parts = []
         self._unacked = 0
         req = ex.request
+        target, headers = self._target_and_headers(req)
+        wire = wire_request(req.method, target, headers, req.body)
+        if wire is not None:
+            self._fast = ex
+            self._uploading = False
+            if self.transport.closing:
+                self._fail(WriteError("connection closed before the request was sent"))
+                return
+            self.transport.write(wire)
+            self._arm()
+            return
+        self._h11_request(ex, target, headers)
+
+    def _target_and_headers(self, req: Request) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """Origin form, or absolute form plus the proxy's headers when forwarding."""
+        if self._forward is None:
+            return req.url.target, req.headers
+        url = req.url
+        target = url.origin.scheme + b"://" + url.authority + url.target
+        return target, [*req.headers, *self._forward]
+
+    def _h11_request(
+        self, ex: Exchange, target: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        req = ex.request
         h = self._h11
         try:
             # _parsed: the caller's side already validated method, target and
             # headers (httpcore._models) as strictly as h11 would.
-            target, headers = req.url.target, req.headers
-            if self._forward is not None:
-                url = req.url
-                target = url.origin.scheme + b"://" + url.authority + url.target
-                headers = [*headers, *self._forward]
             out = h.send(
                 h11.Request(method=req.method, target=target, headers=headers, _parsed=True)
             )
@@ -265,6 +390,9 @@ class HTTP11Connection:
         if self._raw >= 0:
             self._raw_data(data.tobytes())
             return
+        if self._fast is not None:
+            self._fast_head(self._fast, data.tobytes())
+            return
         self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 copies any buffer
         if not self._starved:
             self._process()
@@ -329,9 +457,39 @@ class HTTP11Connection:
             self._fail(exc)
             return
         if self._raw == 0:
-            self._complete(ex, self._raw_keep)
+            self._complete(ex, self._raw_close is None)
             return
         self._flush(ex)
+
+    def _fast_head(self, ex: Exchange, data: bytes) -> None:
+        """The first bytes of a fast-lane response: parse the head here, or
+        give the exchange to h11 if it is anything but the common case."""
+        self._fast = None
+        req = ex.request
+        parsed = parse_head(data, req.method, _asks_close(req.headers))
+        if parsed is None:
+            self._to_h11(ex, data)
+            return
+        (status, reason, headers, length, keep), body_start = parsed
+        self._head = (status, reason, headers, "HTTP/1.1")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("head received request_id=%d status=%d", ex.id, status)
+        self._raw = length
+        self._raw_close = None if keep else "server closes after the response"
+        self._raw_data(data[body_start:])
+
+    def _to_h11(self, ex: Exchange, data: bytes) -> None:
+        """Bring h11 to where it would be had it sent this request, then let
+        it read the response from its first byte."""
+        req = ex.request
+        target, headers = self._target_and_headers(req)
+        h = self._h11
+        h.send(h11.Request(method=req.method, target=target, headers=headers, _parsed=True))
+        if req.body:
+            h.send(_Data(data=req.body))
+        h.send(_EndOfMessage())
+        h.receive_data(data)
+        self._process()
 
     def _on_head(self, ex: Exchange, event: h11.Response) -> None:
         version = _VERSIONS.get(event.http_version) or (
@@ -359,7 +517,8 @@ class HTTP11Connection:
             leftover = self._h11.trailing_data[0]
             if len(leftover) <= length:
                 self._raw = length - len(leftover)
-                self._raw_keep = _keep_alive(ex, event)
+                keep = _keep_alive(ex, event)
+                self._raw_close = None if keep else "server closes after the response"
                 if leftover:
                     self._parts.append(leftover)
 
@@ -370,12 +529,12 @@ class HTTP11Connection:
         assert ex is not None
         remaining = self._raw
         if len(data) > remaining:
-            self._raw_keep = False
+            self._raw_close = "unexpected data after the response"
             data = data[:remaining]
         self._raw = remaining - len(data)
         self._parts.append(data)
         if self._raw == 0:
-            self._complete(ex, self._raw_keep)
+            self._complete(ex, self._raw_close is None)
         else:
             self._flush(ex)
 
@@ -399,15 +558,16 @@ class HTTP11Connection:
         final = body_event(self._head, self._head_sent, self._parts, True)
         assert final is not None
         raw = self._raw >= 0
+        h11_used = self._h11.our_state is not h11.IDLE
         self._detach()
         self.requests_served += 1
         self.idle_since = self._loop.time()
         h = self._h11
         if raw:
-            if reusable:
+            if not reusable:
+                self.close(self._raw_close or "server closes after the response")
+            elif h11_used:
                 self._h11 = _new_h11()
-            else:
-                self.close("server closes after the response")
         elif reusable:
             h.start_next_cycle()
             if h.trailing_data[0]:
@@ -420,6 +580,7 @@ class HTTP11Connection:
 
     def _detach(self) -> None:
         self._raw = -1
+        self._fast = None
         ex, self.ex = self.ex, None
         if ex is not None:
             ex.handler = None
