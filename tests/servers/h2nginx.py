@@ -46,6 +46,7 @@ http {{
         http2_max_concurrent_streams 128;
         location = /small {{ default_type text/plain; return 200 "hello h2\\n"; }}
         location = /big {{ alias {d}/big.bin; }}
+        location = /echo-header {{ add_header X-Echo $arg_v always; return 200 "$arg_v\n"; }}
     }}
 }}
 """
