@@ -5,6 +5,13 @@
 An exchange starts with :meth:`HTTP11Connection.start` (the request is
 written at once) and ends in ``on_data``: the connection tells its pool
 through :class:`PoolHooks`, which releases it and answers the caller.
+
+The common exchange (a request framed by Content-Length or nothing, an
+HTTP/1.1 response head complete in the first read and framed by one
+Content-Length) runs in a fast lane that writes and parses it here, with a
+strict subset of h11's grammar: h11's event layer was 40% of the engine's
+time per small request. Every other exchange is given to h11 from the
+response's first byte, so h11 decides every case the lane does not take.
 """
 
 from __future__ import annotations
