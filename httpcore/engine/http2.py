@@ -73,6 +73,21 @@ def _cheap_raw_data_repr(data: bytes | None) -> str:
 if callable(getattr(hyperframe.frame, "_raw_data_repr", None)):
     hyperframe.frame._raw_data_repr = _cheap_raw_data_repr
 
+_data_body_repr = hyperframe.frame.DataFrame._body_repr
+
+
+def _cheap_data_body_repr(self: hyperframe.frame.DataFrame) -> str:
+    """A DATA frame's body repr, with the same output, without serializing
+    (copying) the payload first when there is no padding to add: that copy
+    was 6% of the engine's time in the HTTP/2 download benchmark."""
+    if "PADDED" in self.flags:
+        return _data_body_repr(self)
+    return _cheap_raw_data_repr(self.data)
+
+
+if _data_body_repr is hyperframe.frame.Frame._body_repr:
+    hyperframe.frame.DataFrame._body_repr = _cheap_data_body_repr  # type: ignore[method-assign,assignment]
+
 
 HPACK_CACHE = 256
 """Header blocks remembered per connection and direction (see below)."""
