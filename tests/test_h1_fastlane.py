@@ -173,9 +173,10 @@ def test_fast_lane_writes_requests_as_h11_does(
 ) -> None:
     if host_first:
         headers = [(b"Host", b"example:8080"), *headers]
-    wire = wire_request(method, target, headers, body)
-    if wire is None:
+    made = wire_request(method, target, headers, body)
+    if made is None:
         return
+    wire, close = made
     conn = h11.Connection(h11.CLIENT)
     expected = conn.send(h11.Request(method=method, target=target, headers=headers))
     assert body is not None
@@ -183,13 +184,19 @@ def test_fast_lane_writes_requests_as_h11_does(
         expected += conn.send(h11.Data(data=body))
     expected += conn.send(h11.EndOfMessage())
     assert wire == expected
+    assert close == (conn.our_state is h11.MUST_CLOSE)
 
 
 def test_fast_lane_writes_the_common_requests() -> None:
     host = (b"Host", b"example")
-    assert wire_request(b"GET", b"/", [host], b"") == b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"
+    assert wire_request(b"GET", b"/", [host], b"") == (
+        b"GET / HTTP/1.1\r\nHost: example\r\n\r\n", False
+    )
     assert wire_request(b"POST", b"/", [(b"Content-Length", b"3"), host], b"abc") == (
-        b"POST / HTTP/1.1\r\nHost: example\r\nContent-Length: 3\r\n\r\nabc"
+        b"POST / HTTP/1.1\r\nHost: example\r\nContent-Length: 3\r\n\r\nabc", False
+    )
+    assert wire_request(b"GET", b"/", [host, (b"Connection", b"keep-alive, Close")], b"") == (
+        b"GET / HTTP/1.1\r\nHost: example\r\nConnection: keep-alive, Close\r\n\r\n", True
     )
     assert wire_request(b"POST", b"/", [host, (b"Transfer-Encoding", b"chunked")], None) is None
 

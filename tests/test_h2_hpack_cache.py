@@ -55,6 +55,21 @@ def test_encoder_cache_gives_hpacks_bytes(steps: list[Any]) -> None:
         assert _table(caching) == _table(plain)
 
 
+def test_encoder_cache_sees_a_table_size_change() -> None:
+    """A size change that empties the table, then a block that adds nothing:
+    a list cached before must not be encoded against the old entries."""
+    plain, caching = hpack.Encoder(), _CachingEncoder()
+    indexed = [(b"x-a", b"1"), (b":authority", b"example")]
+    steps: list[Any] = [indexed, indexed, 0, [(b":method", b"GET")], 4096,
+                        [(b":method", b"GET")], indexed]
+    for step in steps:
+        if isinstance(step, int):
+            plain.header_table_size = caching.header_table_size = step
+            continue
+        assert caching.encode(list(step)) == plain.encode(list(step))
+        assert _table(caching) == _table(plain)
+
+
 def test_encoder_cache_keeps_never_indexed_fields_apart() -> None:
     plain, caching = hpack.Encoder(), _CachingEncoder()
     secret = [hpack.NeverIndexedHeaderTuple(b"authorization", b"x")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import h11
@@ -86,20 +87,24 @@ FastHead = tuple[int, bytes, list[tuple[bytes, bytes]], int, bool]
 
 def wire_request(
     method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
-) -> bytes | None:
-    """The request as h11 would write it, when its framing is plain
-    Content-Length; None sends it through h11 instead."""
+) -> tuple[bytes, bool] | None:
+    """The request as h11 would write it, and whether it asks to close the
+    connection, when its framing is plain Content-Length; None sends it
+    through h11 instead."""
     if body is None or method == b"CONNECT":
         return None
     lengths = []
     host = []
     rest = []
+    close = False
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
             lengths.append(value)
         elif lower == b"transfer-encoding":
             return None
+        elif lower == b"connection" and not close:
+            close = _has_close(value)
         line = name + b": " + value + b"\r\n"
         if lower == b"host":
             host.append(line)
@@ -109,7 +114,8 @@ def wire_request(
         return None
     if len(host) != 1:
         return None
-    return b"".join((method, b" ", target, b" HTTP/1.1\r\n", *host, *rest, b"\r\n", body))
+    head = (method, b" ", target, b" HTTP/1.1\r\n", *host, *rest, b"\r\n", body)
+    return b"".join(head), close
 
 
 def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHead, int] | None:
@@ -149,7 +155,7 @@ def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHea
     return (status, status_line[2] or b"", headers, length, keep), end + 4
 
 
-def _asks_close(headers: list[tuple[bytes, bytes]]) -> bool:
+def _asks_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return any(
         len(name) == 10 and name.lower() == b"connection" and _has_close(value)
         for name, value in headers
@@ -180,13 +186,11 @@ def _raw_length(ex: Exchange, headers: list[tuple[bytes, bytes]], status: int) -
 
 def _keep_alive(ex: Exchange, event: h11.Response) -> bool:
     """h11's rule: HTTP/1.1 on both sides and no ``Connection: close``."""
-    if event.http_version != b"1.1":
-        return False
-    for headers in (event.headers.raw_items(), ex.request.headers):
-        for name, value in headers:
-            if name.lower() == b"connection" and _has_close(value):
-                return False
-    return True
+    return (
+        event.http_version == b"1.1"
+        and not _asks_close(event.headers.raw_items())
+        and not _asks_close(ex.request.headers)
+    )
 
 
 class PoolHooks(Protocol):
@@ -227,6 +231,8 @@ class HTTP11Connection:
         """In raw mode: why the connection closes after the body; None: kept."""
         self._fast: Exchange | None = None
         """Set while the exchange runs in the fast lane, unseen by h11."""
+        self._fast_close = False
+        """The fast-lane request asked to close the connection after it."""
         self._loop = asyncio.get_running_loop()
         self.closed = False
         self.requests_served = 0
@@ -277,8 +283,9 @@ class HTTP11Connection:
         self._unacked = 0
         req = ex.request
         target, headers = self._target_and_headers(req)
-        wire = wire_request(req.method, target, headers, req.body)
-        if wire is not None:
+        fast = wire_request(req.method, target, headers, req.body)
+        if fast is not None:
+            wire, self._fast_close = fast
             self._fast = ex
             self._uploading = False
             if self.transport.closing:
@@ -473,7 +480,7 @@ class HTTP11Connection:
         give the exchange to h11 if it is anything but the common case."""
         self._fast = None
         req = ex.request
-        parsed = parse_head(data, req.method, _asks_close(req.headers))
+        parsed = parse_head(data, req.method, self._fast_close)
         if parsed is None:
             self._to_h11(ex, data)
             return

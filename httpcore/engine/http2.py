@@ -93,15 +93,29 @@ HPACK_CACHE = 256
 """Header blocks remembered per connection and direction (see below)."""
 
 
+_TABLE_SIZE: property = vars(hpack.table.HeaderTable)["maxsize"]
+
+
 class _CountingTable(hpack.table.HeaderTable):
-    """An HPACK table that counts its changes, so a cached encoding can
-    tell that the table is still the one it was made against."""
+    """An HPACK table that counts its changes (entries added, size set), so
+    a cached encoding can tell that the table is still the one it was made
+    against."""
 
     generation = 0
 
     def add(self, name: bytes, value: bytes) -> None:
         self.generation += 1
         super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value: int) -> None:
+        self.generation += 1
+        assert _TABLE_SIZE.fset is not None
+        _TABLE_SIZE.fset(self, value)
 
 
 class _CachingEncoder(hpack.Encoder):
@@ -115,17 +129,6 @@ class _CachingEncoder(hpack.Encoder):
         super().__init__()
         self.header_table: _CountingTable = _CountingTable()
         self._cache: dict[tuple[Any, ...], tuple[int, bytes]] = {}
-
-    @property
-    def header_table_size(self) -> int:
-        return self.header_table.maxsize
-
-    @header_table_size.setter
-    def header_table_size(self, value: int) -> None:
-        self.header_table.generation += 1
-        self.header_table.maxsize = value
-        if self.header_table.resized:
-            self.table_size_changes.append(value)
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         table = self.header_table
@@ -512,11 +515,7 @@ class HTTP2Connection:
         stream = self._by_ex.get(ex)
         if stream is not None:
             self._end_stream(stream)
-            try:
-                self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
-                pass
-            self._schedule_flush()
+            self._reset(stream)
             self._pool.exchange_released(self)
 
     # -- transport callbacks --------------------------------------------------------------
@@ -729,12 +728,16 @@ class HTTP2Connection:
     def _fail_stream(self, stream: _Stream, error: Exception, retry: str, reset: bool) -> None:
         self._end_stream(stream)
         if reset:
-            try:
-                self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
-                pass
-            self._schedule_flush()
+            self._reset(stream)
         self._pool.exchange_failed(self, stream.ex, error, retry)
+
+    def _reset(self, stream: _Stream) -> None:
+        """RST_STREAM CANCEL, unless h2 already considers the stream closed."""
+        try:
+            self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
+        except h2.exceptions.ProtocolError:
+            pass
+        self._schedule_flush()
 
     def _fail_all(self, error: Exception, retry: str) -> None:
         for stream in list(self.streams.values()):

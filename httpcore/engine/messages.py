@@ -153,10 +153,10 @@ class SendBody:
 
 @dataclass(frozen=True, slots=True)
 class QueryPool:
-    """Ask for ``(connections, active, queued)``; answered through ``reply``."""
+    """Ask for ``(connections, queued requests)``; answered through ``reply``."""
 
     pool: PoolConfig
-    reply: Callable[[tuple[list[ConnectionInfo], int, int]], None]
+    reply: Callable[[tuple[list[ConnectionInfo], int]], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,10 +135,9 @@ class Pool:
             )
         return out
 
-    def counts(self) -> tuple[int, int, int]:
-        """(active, queued, idle) for ``__repr__``."""
-        idle = sum(1 for slot in self._slots if slot.state == "idle")
-        return len(self._slots) - idle, len(self._waiting), idle
+    def queued(self) -> int:
+        """Requests waiting for a connection."""
+        return len(self._waiting)
 
     def transports(self) -> list[Transport]:
         return [slot.conn.transport for slot in self._slots if slot.conn is not None]
@@ -290,14 +289,13 @@ class Pool:
     async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
         proxy = self._proxy
         forward = proxy is not None and self._forwarding(slot.origin)
+        # A forwarding proxy is the origin of its connections; any other
+        # proxy is a tunnel to the origin.
+        ctx, tunnel = self._ssl, proxy
         if forward:
             assert proxy is not None
-            ctx = proxy.ssl_context or self._ssl
-            transport = await open_transport(slot.origin, ctx, ex.timeout, self.config.retries)
-        else:
-            transport = await open_transport(
-                slot.origin, self._ssl, ex.timeout, self.config.retries, proxy
-            )
+            ctx, tunnel = proxy.ssl_context or self._ssl, None
+        transport = await open_transport(slot.origin, ctx, ex.timeout, self.config.retries, tunnel)
         if self.closed or slot not in self._slots:
             transport.close()
             raise EngineClosed("pool closed while connecting")

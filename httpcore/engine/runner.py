@@ -189,10 +189,8 @@ class Engine:
         request_id = getattr(msg, "request_id", None)
         ex = self._exchanges.get(request_id) if request_id is not None else None
         if ex is not None:
-            handler, ex.handler = ex.handler, None
             ex.fail(err)
-            if handler is not None:
-                handler.on_abandon(ex)
+            ex.abandon()
         elif isinstance(msg, StartRequest):
             _refuse(msg, err)
 
@@ -221,11 +219,7 @@ class Engine:
         elif kind is QueryPool:
             assert isinstance(msg, QueryPool)
             pool = self._pools.get(msg.pool)
-            if pool is None:
-                msg.reply(([], 0, 0))
-            else:
-                active, queued, _ = pool.counts()
-                msg.reply((pool.infos(), active, queued))
+            msg.reply(([], 0) if pool is None else (pool.infos(), pool.queued()))
         elif kind is ClosePool:
             assert isinstance(msg, ClosePool)
             pool = self._pools.pop(msg.pool, None)
@@ -257,9 +251,7 @@ class Engine:
 
     async def _stop(self) -> None:
         for ex in list(self._exchanges.values()):
-            handler, task = ex.handler, ex.task
             ex.fail(EngineClosed("engine closed"))
-            ex.handler, ex.task = handler, task
             ex.abandon()
         transports = []
         for pool in self._pools.values():
@@ -285,7 +277,7 @@ class Engine:
                 _refuse(msg, closed)
             elif isinstance(msg, QueryPool):
                 try:
-                    msg.reply(([], 0, 0))
+                    msg.reply(([], 0))
                 except Exception:
                     pass
         for ex in list(self._exchanges.values()):

@@ -19,17 +19,21 @@ from .._exceptions import (
     UnsupportedProtocol,
     reraise,
 )
-from .._models import ProxySpec, parse_proxy
+from .._models import ProxySpec, Request, parse_proxy
+from ..engine import runner
 from ..engine.messages import (
     BodyChunk,
     CancelRequest,
+    ClosePool,
     ConnectionInfo,
     Event,
     Failed,
     GrantCredit,
     PoolConfig,
     QueryPool,
+    Reply,
     ResponseHead,
+    StartRequest,
 )
 from ..engine.runner import Engine, assert_not_engine_thread, default_engine, on_engine_thread
 
@@ -132,26 +136,38 @@ class FrontendBase:
         if self._closed:
             return
         self._closed = True
-        from ..engine.messages import ClosePool
-
-        engine = self._engine if self._engine is not None else _live_default()
+        engine = self._engine if self._engine is not None else runner._default
         if engine is not None and engine.alive:
             try:
                 engine.submit(ClosePool(self._config))
             except EngineClosed:
                 pass
 
-    def _timeout_for(self, timeout: TimeoutTypes) -> Timeout:
-        return self._timeout if timeout is None else to_timeout(timeout)
+    def _start(
+        self,
+        request: Request,
+        stream: bool,
+        timeout: TimeoutTypes,
+        reply: Reply,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> tuple[Engine, int]:
+        """Hand the engine a validated request; its events go to ``reply``."""
+        engine = self._get_engine()
+        request_id = next_request_id()
+        timeout_ = self._timeout if timeout is None else to_timeout(timeout)
+        engine.submit(
+            StartRequest(request_id, self._config, request, timeout_, stream, reply, loop)
+        )
+        return engine, request_id
 
     def connections(self) -> list[ConnectionInfo]:
         """A snapshot from the engine (a brief wait for its answer)."""
         return self._query()[0]
 
-    def _query(self) -> tuple[list[ConnectionInfo], int, int]:
+    def _query(self) -> tuple[list[ConnectionInfo], int]:
         assert_not_engine_thread()
         engine = self._get_engine()
-        answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int, int]] = queue.SimpleQueue()
+        answer: queue.SimpleQueue[tuple[list[ConnectionInfo], int]] = queue.SimpleQueue()
         engine.submit(QueryPool(self._config, answer.put))
         try:
             return answer.get(timeout=10)
@@ -165,18 +181,20 @@ class FrontendBase:
         if on_engine_thread():
             return f"<{name}>"
         try:
-            infos, active, queued = self._query()
+            infos, queued = self._query()
         except Exception:
             return f"<{name}>"
         idle = sum(1 for info in infos if info.state == "idle")
-        return f"<{name} [active={active} queued={queued} idle={idle}]>"
+        return f"<{name} [active={len(infos) - idle} queued={queued} idle={idle}]>"
 
 
-def _live_default() -> Engine | None:
-    from ..engine import runner
-
-    engine = runner._default
-    return engine if engine is not None and engine.alive else None
+def head_or_raise(event: Event) -> ResponseHead:
+    """The first event a request gets: its head, or the error it failed with."""
+    if type(event) is ResponseHead:
+        assert isinstance(event, ResponseHead)
+        return event
+    assert isinstance(event, Failed)
+    raise reraise(event.error) from event.error
 
 
 class AsyncReceiver:

@@ -10,19 +10,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 
 from .._config import TimeoutTypes
-from .._exceptions import (
-    StreamConsumed,
-    reraise,
-)
+from .._exceptions import StreamConsumed
 from .._models import HeaderTypes, build_request
-from ..engine.messages import (
-    Event,
-    Failed,
-    ResponseHead,
-    SendBody,
-    StartRequest,
-    UploadAck,
-)
+from ..engine import runner
+from ..engine.messages import Event, ResponseHead, SendBody, UploadAck
 from ..engine.runner import Engine
 from ._bridge import (
     UPLOAD_WINDOW,
@@ -30,7 +21,7 @@ from ._bridge import (
     FrontendBase,
     ResponseBase,
     cancel_request,
-    next_request_id,
+    head_or_raise,
     upload_piece,
 )
 
@@ -116,21 +107,9 @@ class PoolManager(FrontendBase):
         timeout: TimeoutTypes = None,
     ) -> AsyncResponse:
         request, source = build_request(method, url, headers, body, is_async=True)
-        engine = self._get_engine()
-        request_id = next_request_id()
         loop = asyncio.get_running_loop()
         receiver = AsyncReceiver(loop)
-        engine.submit(
-            StartRequest(
-                request_id,
-                self._config,
-                request,
-                self._timeout_for(timeout),
-                stream,
-                receiver.feed,
-                loop,
-            )
-        )
+        engine, request_id = self._start(request, stream, timeout, receiver.feed, loop)
         try:
             if source is not None:
                 event = await _upload(engine, request_id, source, receiver)
@@ -139,11 +118,7 @@ class PoolManager(FrontendBase):
         except BaseException:
             cancel_request(engine, request_id)
             raise
-        if type(event) is ResponseHead:
-            assert isinstance(event, ResponseHead)
-            return AsyncResponse(event, engine, request_id, receiver, stream)
-        assert isinstance(event, Failed)
-        raise reraise(event.error) from event.error
+        return AsyncResponse(head_or_raise(event), engine, request_id, receiver, stream)
 
     async def aclose(self) -> None:
         self._close_pool()
@@ -200,8 +175,6 @@ _default_lock = threading.Lock()
 
 
 def _default_pool() -> PoolManager:
-    from ..engine import runner
-
     key = runner._fork_generation
     manager = _default_manager.get(key)
     if manager is None:

@@ -9,26 +9,16 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from .._config import TimeoutTypes
-from .._exceptions import (
-    StreamConsumed,
-    reraise,
-)
+from .._exceptions import StreamConsumed
 from .._models import HeaderTypes, build_request
-from ..engine.messages import (
-    Event,
-    Failed,
-    ResponseHead,
-    SendBody,
-    StartRequest,
-    UploadAck,
-)
+from ..engine.messages import Event, ResponseHead, SendBody, UploadAck
 from ..engine.runner import Engine, assert_not_engine_thread
 from ._bridge import (
     UPLOAD_WINDOW,
     FrontendBase,
     ResponseBase,
     cancel_request,
-    next_request_id,
+    head_or_raise,
     upload_piece,
 )
 
@@ -117,14 +107,8 @@ class Client(FrontendBase):
     ) -> Response:
         assert_not_engine_thread()
         request, source = build_request(method, url, headers, body, is_async=False)
-        engine = self._get_engine()
-        request_id = next_request_id()
         replies: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        engine.submit(
-            StartRequest(
-                request_id, self._config, request, self._timeout_for(timeout), stream, replies.put
-            )
-        )
+        engine, request_id = self._start(request, stream, timeout, replies.put)
         try:
             if source is not None:
                 event = _upload(engine, request_id, source, replies)  # type: ignore[arg-type]
@@ -133,11 +117,7 @@ class Client(FrontendBase):
         except BaseException:
             cancel_request(engine, request_id)
             raise
-        if type(event) is ResponseHead:
-            assert isinstance(event, ResponseHead)
-            return Response(event, engine, request_id, replies, stream)
-        assert isinstance(event, Failed)
-        raise reraise(event.error) from event.error
+        return Response(head_or_raise(event), engine, request_id, replies, stream)
 
     def close(self) -> None:
         """Close this client's connections; later requests raise EngineClosed."""
@@ -159,21 +139,16 @@ def _upload(
     """Feed the body from this thread, at most UPLOAD_WINDOW ahead of the
     engine; stop early if the response (or a failure) arrives first."""
     in_flight = 0
-    early: Event | None = None
     for piece in source:
         data = upload_piece(piece)
         if not data:
             continue
         while in_flight >= UPLOAD_WINDOW:
             event = replies.get()
-            if type(event) is UploadAck:
-                assert isinstance(event, UploadAck)
-                in_flight -= event.nbytes
-            else:
-                early = event
-                break
-        if early is not None:
-            return early
+            if type(event) is not UploadAck:
+                return event
+            assert isinstance(event, UploadAck)
+            in_flight -= event.nbytes
         engine.submit(SendBody(request_id, data, False))
         in_flight += len(data)
     engine.submit(SendBody(request_id, b"", True))
