@@ -22,6 +22,7 @@ HTTP/2 (``test_h2_*.py``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -65,6 +66,37 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
                 pass
         time.sleep(0.02)  # poll interval while the subprocess boots, not a sync point
     raise RuntimeError(f"server on port {port} did not start within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def python_subprocess(
+    *args: str, stdin: int | None = subprocess.PIPE
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python *args`` in the repository root, stdout and stderr piped (stdin too,
+    unless ``stdin=None``); killed on the way out if it is still running."""
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -112,16 +144,20 @@ def _hypercorn(cert_: trustme.LeafCert, tmp: Path, *, h2: bool) -> Iterator[HTTP
             wait_listening(tls_port, proc)
             yield HTTPServer(port, tls_port)
         finally:
-            _stop(proc)
+            stop_process(proc)
+
+
+def _server_context(cert: trustme.LeafCert, alpn: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ctx.set_alpn_protocols([alpn])
+    return ctx
 
 
 @pytest.fixture
 def server_tls_context(server_cert: trustme.LeafCert) -> ssl.SSLContext:
     """A server-side context with the 127.0.0.1/localhost certificate, ALPN http/1.1."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_cert.configure_cert(ctx)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+    return _server_context(server_cert, "http/1.1")
 
 
 @pytest.fixture
@@ -146,9 +182,7 @@ def raw() -> Iterator[RawFactory]:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port with nothing listening on it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 # -- HTTP/2 -------------------------------------------------------------------------
@@ -162,15 +196,6 @@ def _write_cert(cert: trustme.LeafCert, directory: Path) -> tuple[Path, Path]:
         pem.write_to_path(str(certfile), append=True)
     cert.private_key_pem.write_to_path(str(keyfile))
     return certfile, keyfile
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -227,14 +252,11 @@ def nginx_h2(
         wait_listening(h2c_port, proc)
         yield Nginx(tls_port, h2c_port, d)
     finally:
-        _stop(proc)
+        stop_process(proc)
         out.close()
 
 
 @pytest.fixture
 def server_h2_context(server_cert: trustme.LeafCert) -> ssl.SSLContext:
     """A server-side context with the 127.0.0.1/localhost certificate, ALPN h2 only."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_cert.configure_cert(ctx)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
+    return _server_context(server_cert, "h2")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.conftest import python_subprocess
 from tests.servers.handles import RawFactory
 from tests.servers.raw import RawConnection, RawRequest, RawServer, never_answers
 
@@ -258,22 +259,12 @@ def test_http1_and_http2_are_exclusive() -> None:
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to a child process")
 def test_ctrl_c_exits_130_without_traceback(raw: RawFactory) -> None:
     server = raw(never_answers)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "httpcore", server.url("/"), "-v"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with python_subprocess("-m", "httpcore", server.url("/"), "-v", stdin=None) as proc:
         server.wait_event("request-received", timeout=20)
         # The whole request reached the server: the CLI now waits for the head.
         assert len(server.all_requests()) == 1, "the CLI did not send a whole request"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert stderr == b"httpcore: error: KeyboardInterrupt: interrupted\n"
     assert stdout == b""

@@ -7,7 +7,6 @@ import contextlib
 import select
 import ssl
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -18,11 +17,10 @@ import pytest
 import trustme
 
 import httpcore
+from tests.conftest import python_subprocess
 from tests.servers import raw as handlers
 from tests.servers.handles import RawFactory
 from tests.servers.raw import ConnectionClosedByPeer, RawConnection, RawServer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def record_close(conn: RawConnection) -> None:
@@ -63,6 +61,17 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return proc.stdout.readline()
 
 
+def exit_cleanly(proc: subprocess.Popen[bytes], line: bytes) -> float:
+    """Send ``line`` (the script exits on it); the script must exit 0 with nothing on
+    stderr. Returns the seconds from sending to exit."""
+    start = time.monotonic()
+    _, stderr = proc.communicate(line, timeout=10)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, stderr.decode()
+    assert stderr == b"", stderr.decode()
+    return elapsed
+
+
 def test_exit_without_closing_closes_connections(
     raw: RawFactory,
     server_tls_context: ssl.SSLContext,
@@ -73,21 +82,8 @@ def test_exit_without_closing_closes_connections(
     secure = raw(record_close, tls=server_tls_context)
     ca_file = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(ca_file))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.scripts.exit_unclosed",
-            plain.url("/"),
-            secure.url("/"),
-            str(ca_file),
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    script = ("-m", "tests.scripts.exit_unclosed", plain.url("/"), secure.url("/"), str(ca_file))
+    with python_subprocess(*script) as proc:
         assert read_line(proc, 20) == b"done\n"
         done_at = time.monotonic()
         # the script's last atexit hook runs after httpcore's, and holds the process
@@ -97,15 +93,7 @@ def test_exit_without_closing_closes_connections(
         plain_closes = wait_events(plain, "closed", 2, timeout=5)
         secure_closes = wait_events(secure, "closed", 2, timeout=5)
         assert proc.poll() is None
-        start = time.monotonic()
-        _, stderr = proc.communicate(b"go\n", timeout=10)
-        released = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr.decode()
-    assert stderr == b"", stderr.decode()
+        released = exit_cleanly(proc, b"go\n")
     assert plain_closes == ["fin", "fin"]  # sync Client and async PoolManager: one each
     assert secure_closes == ["close_notify", "close_notify"]
     assert plain.accepted == 2 and secure.accepted == 2
@@ -132,25 +120,10 @@ def test_exit_with_a_request_in_flight(raw: RawFactory, tmp_path: Path) -> None:
         input()
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with python_subprocess("-c", script) as proc:
         assert read_line(proc, 20) == b"started\n"
         hang.wait_event("hanging", timeout=10)
-        start = time.monotonic()
-        _, stderr = proc.communicate(b"\n", timeout=10)
-        elapsed = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr.decode()
-    assert stderr == b"", stderr.decode()
+        elapsed = exit_cleanly(proc, b"\n")
     assert elapsed < 3.0, f"exit took {elapsed:.2f}s"
     assert hang.wait_event("client-closed", timeout=5) is not None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, wait_listening
+from tests.conftest import free_port, stop_process, wait_listening
 from tests.servers import raw as handlers
 from tests.servers.handles import HTTPServer, RawFactory
 
@@ -159,12 +159,7 @@ def test_gunicorn_preload_workers_share_nothing(http_server: HTTPServer, tmp_pat
             master = json.loads(master_report.read_text())
             worker_ppids = {pid: _ppid(pid) for pid in {r["pid"] for r in results}}
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
     output = log_path.read_text(errors="replace")
 
     assert master["pid"] == proc.pid  # --preload: the app (and its Client) was made in the master

@@ -537,21 +537,22 @@ def counting_keepalive(conn: RawConnection) -> None:
             conn.respond(b"ok")
 
 
-@pytest.fixture(scope="module")
-def counting_server() -> Iterator[RawServer]:
+def _counting_server() -> Iterator[RawServer]:
     with module_server(counting_keepalive) as server:
         server.shared["lock"] = threading.Lock()
         server.shared["bytes"] = 0
         yield server
+
+
+@pytest.fixture(scope="module")
+def counting_server() -> Iterator[RawServer]:
+    yield from _counting_server()
 
 
 @pytest.fixture(scope="module")
 def other_server() -> Iterator[RawServer]:
     """Takes the cases whose bytes may trickle in after the error (bad body pieces)."""
-    with module_server(counting_keepalive) as server:
-        server.shared["lock"] = threading.Lock()
-        server.shared["bytes"] = 0
-        yield server
+    yield from _counting_server()
 
 
 def with_port(url: Any, port: int) -> Any:

@@ -51,7 +51,7 @@ import pytest
 import trustme
 
 import httpcore
-from tests.conftest import free_port, wait_listening
+from tests.conftest import free_port, stop_process, wait_listening
 from tests.servers.app import pattern
 from tests.servers.handles import HTTPServer
 
@@ -94,12 +94,7 @@ def drop_server() -> Iterator[str]:
         wait_listening(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @dataclass
@@ -115,6 +110,15 @@ class Tally:
         with self.lock:
             self.outcomes[outcome] += 1
             self.by_kind[f"{kind}:{outcome}"] += 1
+
+    def add_error(self, kind: str, url: str, exc: BaseException) -> None:
+        """An ``HTTPCoreError`` counts under its class name; anything else is UNEXPECTED."""
+        if isinstance(exc, httpcore.HTTPCoreError):
+            self.add(kind, type(exc).__name__)
+            return
+        self.add(kind, "UNEXPECTED")
+        with self.lock:
+            self.unexpected.append(f"{kind} {url}: {exc!r}")
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,8 @@ def sync_worker(client: httpcore.Client, t: Targets, n: int, seed: int, tally: T
             resp = client.request(method, url, body=body, timeout=timeout)
             check(tally, kind, url, resp.status_code, resp.http_version, resp.body, body)
             tally.add(kind, "ok")
-        except httpcore.HTTPCoreError as exc:
-            tally.add(kind, type(exc).__name__)
         except BaseException as exc:
-            tally.add(kind, "UNEXPECTED")
-            with tally.lock:
-                tally.unexpected.append(f"{kind} {url}: {exc!r}")
+            tally.add_error(kind, url, exc)
 
 
 async def async_worker(
@@ -242,12 +242,8 @@ async def async_worker(
             resp = await pool.request(method, url, body=body, timeout=timeout)
             check(tally, kind, url, resp.status_code, resp.http_version, resp.body, body)
             tally.add(kind, "ok")
-        except httpcore.HTTPCoreError as exc:
-            tally.add(kind, type(exc).__name__)
         except BaseException as exc:
-            tally.add(kind, "UNEXPECTED")
-            with tally.lock:
-                tally.unexpected.append(f"{kind} {url}: {exc!r}")
+            tally.add_error(kind, url, exc)
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -102,6 +102,12 @@ class H2Peer:
             self._track(event)
         return events
 
+    def receive_until_ended(self, count: int) -> None:
+        """Read, flushing what the reads call for, until ``count`` requests are complete."""
+        while sum(1 for r in self.requests.values() if r.ended) < count:
+            self.receive()
+            self.flush()
+
     def _track(self, event: h2.events.Event) -> None:
         idx = self.conn.index
         if isinstance(event, h2.events.RequestReceived):
@@ -275,6 +281,20 @@ def ok_server(conn: RawConnection) -> None:
     serve(conn, ok)
 
 
+def first_connection(
+    handler: Callable[[RawConnection], None],
+) -> Callable[[RawConnection], None]:
+    """``handler`` on the server's first connection, :func:`ok_server` on every later one."""
+
+    def dispatch(conn: RawConnection) -> None:
+        if conn.index > 0:
+            ok_server(conn)
+        else:
+            handler(conn)
+
+    return dispatch
+
+
 def echo_server(conn: RawConnection) -> None:
     """200 with JSON: the request headers (pseudo-headers included) and the body length."""
 
@@ -301,14 +321,9 @@ def goaway_after(count: int, last_index: int) -> Callable[[RawConnection], None]
     """
 
     def handler(conn: RawConnection) -> None:
-        if conn.index > 0:
-            serve(conn, ok)
-            return
         peer = H2Peer(conn)
         with contextlib.suppress(ConnectionClosedByPeer):
-            while sum(1 for r in peer.requests.values() if r.ended) < count:
-                peer.receive()
-                peer.flush()
+            peer.receive_until_ended(count)
             ids = sorted(peer.requests)
             last = ids[last_index - 1]
             peer.send_goaway(last)
@@ -320,7 +335,7 @@ def goaway_after(count: int, last_index: int) -> Callable[[RawConnection], None]
             peer.drain_until_closed()
             conn.server.signal("goaway-conn-closed", peer.goaway_received)
 
-    return handler
+    return first_connection(handler)
 
 
 def reset_some(code: int) -> Callable[[RawConnection], None]:
@@ -433,9 +448,6 @@ def answer_one_then_close(goaway: bool) -> Callable[[RawConnection], None]:
     idle connection, signalling "idle-closed". Later connections: :func:`ok`."""
 
     def handler(conn: RawConnection) -> None:
-        if conn.index > 0:
-            serve(conn, ok)
-            return
         peer = H2Peer(conn)
         while not any(r.ended for r in peer.requests.values()):
             peer.receive()
@@ -449,7 +461,7 @@ def answer_one_then_close(goaway: bool) -> Callable[[RawConnection], None]:
         conn.close()
         conn.server.signal("idle-closed", conn.index)
 
-    return handler
+    return first_connection(handler)
 
 
 def hang_some(conn: RawConnection) -> None:
@@ -483,19 +495,14 @@ def garbage_after(count: int) -> Callable[[RawConnection], None]:
     connections: :func:`ok`."""
 
     def handler(conn: RawConnection) -> None:
-        if conn.index > 0:
-            serve(conn, ok)
-            return
         peer = H2Peer(conn)
         with contextlib.suppress(ConnectionClosedByPeer):
-            while sum(1 for r in peer.requests.values() if r.ended) < count:
-                peer.receive()
-                peer.flush()
+            peer.receive_until_ended(count)
             conn.send(b"\x00\x00\x05\x04\x00\x00\x00\x00\x00" + b"\x00" * 5)
             conn.server.signal("garbage-sent", conn.index)
             conn.wait_closed_by_peer(timeout=10)
 
-    return handler
+    return first_connection(handler)
 
 
 garbage_after_request = garbage_after(1)
