@@ -45,17 +45,23 @@ class Origin:
     port: int
 
     def __str__(self) -> str:
-        host = self.host.decode("ascii")
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{self.scheme.decode('ascii')}://{host}:{self.port}"
+        return f"{self.scheme.decode('ascii')}://{self.host_port.decode('ascii')}"
+
+    @property
+    def host_port(self) -> bytes:
+        """``host:port`` with the port always given (IPv6 in brackets)."""
+        return self._url_host + b":" + str(self.port).encode("ascii")
 
     @property
     def authority(self) -> bytes:
-        host = b"[" + self.host + b"]" if b":" in self.host else self.host
+        """``host[:port]`` as in a URL: a default port is left out."""
         if _DEFAULT_PORTS.get(self.scheme) == self.port:
-            return host
-        return host + b":" + str(self.port).encode("ascii")
+            return self._url_host
+        return self.host_port
+
+    @property
+    def _url_host(self) -> bytes:
+        return b"[" + self.host + b"]" if b":" in self.host else self.host
 
 
 @dataclass(frozen=True, slots=True)

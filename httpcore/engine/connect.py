@@ -111,8 +111,7 @@ async def _tunnel(
     """
     tls = proxy.ssl_context if proxy.origin.scheme == b"https" else None
     t = await _tcp(loop, proxy.origin, tls, timeout, f"proxy {proxy.origin}")
-    host_part = b"[" + origin.host + b"]" if b":" in origin.host else origin.host
-    authority = host_part + b":" + str(origin.port).encode("ascii")
+    authority = origin.host_port
     shake = _Handshake(loop)
     t.attach(shake)
     try:
@@ -159,15 +158,12 @@ async def _open_once(
     origin: Origin,
     ssl_context: ssl.SSLContext,
     timeout: Timeout,
-    proxy: ProxySpec | None,
+    tunnel: ProxySpec | None,
 ) -> Transport:
-    if proxy is None:
-        tls = ssl_context if origin.scheme == b"https" else None
-        return await _tcp(loop, origin, tls, timeout, str(origin))
-    if origin.scheme == b"https":
-        return await _tunnel(loop, proxy, origin, ssl_context, timeout)
-    tls = proxy.ssl_context if proxy.origin.scheme == b"https" else None
-    return await _tcp(loop, proxy.origin, tls, timeout, f"proxy {proxy.origin}")
+    if tunnel is not None:
+        return await _tunnel(loop, tunnel, origin, ssl_context, timeout)
+    tls = ssl_context if origin.scheme == b"https" else None
+    return await _tcp(loop, origin, tls, timeout, str(origin))
 
 
 async def open_transport(
@@ -175,14 +171,16 @@ async def open_transport(
     ssl_context: ssl.SSLContext,
     timeout: Timeout,
     retries: int,
-    proxy: ProxySpec | None = None,
+    tunnel: ProxySpec | None = None,
 ) -> Transport:
-    """Connect, retrying ``retries`` times on ConnectError/ConnectTimeout with backoff."""
+    """Connect to ``origin`` (through a CONNECT tunnel when ``tunnel`` is
+    given; the pool passes one for ``https://`` origins only), retrying
+    ``retries`` times on ConnectError/ConnectTimeout with backoff."""
     loop = asyncio.get_running_loop()
     attempt = 0
     while True:
         try:
-            return await _open_once(loop, origin, ssl_context, timeout, proxy)
+            return await _open_once(loop, origin, ssl_context, timeout, tunnel)
         except (ConnectError, ConnectTimeout):
             if attempt >= retries:
                 raise
