@@ -85,5 +85,4 @@ class Proxy:
 
 def default_ssl_context() -> ssl.SSLContext:
     """Verifying context with certifi's bundle; a fresh one per pool."""
-    ctx = ssl.create_default_context(cafile=certifi.where())
-    return ctx
+    return ssl.create_default_context(cafile=certifi.where())

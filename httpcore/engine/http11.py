@@ -285,16 +285,22 @@ class HTTP11Connection:
         target, headers = self._target_and_headers(req)
         fast = wire_request(req.method, target, headers, req.body)
         if fast is not None:
-            wire, self._fast_close = fast
+            out, self._fast_close = fast
             self._fast = ex
-            self._uploading = False
-            if self.transport.closing:
-                self._fail(WriteError("connection closed before the request was sent"))
+        else:
+            try:
+                out = self._h11_send(req, target, headers)
+            except h11.LocalProtocolError as exc:
+                self._fail(LocalProtocolError(describe(exc)), reason="invalid request")
                 return
-            self.transport.write(wire)
-            self._arm()
+        self._uploading = req.body is None
+        if self.transport.closing:
+            self._fail(WriteError("connection closed before the request was sent"))
             return
-        self._h11_request(ex, target, headers)
+        self.transport.write(out)
+        self._arm()
+        if self._uploading and ex.upload:
+            self.on_upload(ex)
 
     def _target_and_headers(self, req: Request) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """Origin form, or absolute form plus the proxy's headers when forwarding."""
@@ -304,34 +310,18 @@ class HTTP11Connection:
         target = url.origin.scheme + b"://" + url.authority + url.target
         return target, [*req.headers, *self._forward]
 
-    def _h11_request(
-        self, ex: Exchange, target: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        req = ex.request
+    def _h11_send(self, req: Request, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """h11's bytes for the request head, and for the whole body when it is
+        bytes (a streaming body follows through ``on_upload``)."""
         h = self._h11
-        try:
-            # _parsed: the caller's side already validated method, target and
-            # headers (httpcore._models) as strictly as h11 would.
-            out = h.send(
-                h11.Request(method=req.method, target=target, headers=headers, _parsed=True)
-            )
-            if req.body is not None:
-                if req.body:
-                    out += h.send(_Data(data=req.body))
-                out += h.send(_EndOfMessage())
-                self._uploading = False
-            else:
-                self._uploading = True
-        except h11.LocalProtocolError as exc:
-            self._fail(LocalProtocolError(describe(exc)), reason="invalid request")
-            return
-        if self.transport.closing:
-            self._fail(WriteError("connection closed before the request was sent"))
-            return
-        self.transport.write(out)
-        self._arm()
-        if self._uploading and ex.upload:
-            self.on_upload(ex)
+        # _parsed: the caller's side already validated method, target and
+        # headers (httpcore._models) as strictly as h11 would.
+        out = h.send(h11.Request(method=req.method, target=target, headers=headers, _parsed=True))
+        if req.body is not None:
+            if req.body:
+                out += h.send(_Data(data=req.body))
+            out += h.send(_EndOfMessage())
+        return out
 
     def on_upload(self, ex: Exchange) -> None:
         """Write the caller's upload pieces; acks wait while the socket is full."""
@@ -496,13 +486,8 @@ class HTTP11Connection:
         """Bring h11 to where it would be had it sent this request, then let
         it read the response from its first byte."""
         req = ex.request
-        target, headers = self._target_and_headers(req)
-        h = self._h11
-        h.send(h11.Request(method=req.method, target=target, headers=headers, _parsed=True))
-        if req.body:
-            h.send(_Data(data=req.body))
-        h.send(_EndOfMessage())
-        h.receive_data(data)
+        self._h11_send(req, *self._target_and_headers(req))
+        self._h11.receive_data(data)
         self._process()
 
     def _on_head(self, ex: Exchange, event: h11.Response) -> None:
