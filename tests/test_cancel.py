@@ -198,13 +198,13 @@ def test_cancelled_queued_request_leaves_queue_clean(http_server: HTTPServer) ->
                 if "queued=3" in repr(pool):
                     break
                 await asyncio.sleep(0.01)
-            during = repr(pool)
+            during = await asyncio.to_thread(repr, pool)
             for task in queued:
                 task.cancel()
             await asyncio.gather(*queued, return_exceptions=True)
             await held.aclose()
             status = (await pool.request("GET", http_server.url())).status_code
-            return during, repr(pool), status
+            return during, await asyncio.to_thread(repr, pool), status
 
     during, after, status = asyncio.run(main())
     assert during == "<PoolManager [active=1 queued=3 idle=0]>"

@@ -53,21 +53,21 @@ def _inject(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     elif where == "dispatch":  # the engine's inbox dispatch, before any pool work
         original_submit = Pool.submit
 
-        def submit(self: Pool, ex: Any, force_new: bool = False) -> None:
+        def submit(self: Pool, ex: Any, fresh: bool = False) -> None:
             if _marked(ex.request.headers):
                 raise RuntimeError(BUG)
-            original_submit(self, ex, force_new)
+            original_submit(self, ex, fresh)
 
         monkeypatch.setattr(Pool, "submit", submit)
     elif where == "connect-task":  # the task that opens a connection for a request
-        original_connect = Pool._connect
+        original_connect = Pool._new_connection
 
         async def connect(self: Pool, slot: Any, ex: Any) -> Any:
             if _marked(ex.request.headers):
                 raise RuntimeError(BUG)
             return await original_connect(self, slot, ex)
 
-        monkeypatch.setattr(Pool, "_connect", connect)
+        monkeypatch.setattr(Pool, "_new_connection", connect)
     else:  # pragma: no cover
         raise AssertionError(where)
 

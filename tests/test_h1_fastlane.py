@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import httpcore
-from httpcore.engine.http11 import parse_head, wire_request
+from httpcore.engine.h1wire import parse_head, wire_request
 from tests.servers.handles import RawFactory
 from tests.servers.raw import RawConnection
 

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import httpcore
-from httpcore.engine.http2 import _CachingDecoder, _CachingEncoder
+from httpcore.engine.h2compat import CachingDecoder as _CachingDecoder
+from httpcore.engine.h2compat import CachingEncoder as _CachingEncoder
 from tests.servers.h2nginx import Nginx
 
 CHECK = settings(max_examples=400, deadline=None, database=None,

@@ -1,4 +1,4 @@
-"""hyperframe's frame reprs, made cheaper by ``engine/http2.py``, must not change.
+"""hyperframe's frame reprs, made cheaper by ``engine/h2compat.py``, must not change.
 
 h2 builds ``repr(frame)`` for every frame it receives; the engine replaces
 two of hyperframe's helpers with versions that skip copying the payload.
@@ -13,7 +13,7 @@ import hyperframe.frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import httpcore.engine.http2  # noqa: F401  (installs the patches)
+import httpcore.engine.h2compat  # noqa: F401  (installs the patches)
 
 
 def _reference_raw_data_repr(data: bytes | None) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import threading
+from typing import Any
 
 import h11
 
@@ -21,6 +23,29 @@ BACKOFF_MAX = 5.0
 MAX_CONNECT_RESPONSE = 64 * 1024
 
 
+_alpn_lock = threading.Lock()
+
+
+class ALPNContext:
+    """A caller's SSLContext with a pool's ALPN list set as each connection's
+    TLS object is made from it, under one lock: clients that share a context
+    but allow different protocols never offer each other's list."""
+
+    __slots__ = ("_ctx", "_protocols")
+
+    def __init__(self, ctx: ssl.SSLContext, protocols: list[str]) -> None:
+        self._ctx = ctx
+        self._protocols = protocols
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        with _alpn_lock:
+            self._ctx.set_alpn_protocols(self._protocols)
+            return self._ctx.wrap_bio(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
 def _host(origin: Origin) -> str:
     host = origin.host.decode("ascii")
     return host.split("%", 1)[0] if "%" in host else host
@@ -29,7 +54,7 @@ def _host(origin: Origin) -> str:
 async def _tcp(
     loop: asyncio.AbstractEventLoop,
     origin: Origin,
-    tls: ssl.SSLContext | None,
+    tls: ALPNContext | None,
     timeout: Timeout,
     what: str,
 ) -> Transport:
@@ -38,7 +63,7 @@ async def _tcp(
         Transport,
         host,
         origin.port,
-        ssl=tls,
+        ssl=tls,  # type: ignore[arg-type]  # duck-typed: asyncio and uvloop call wrap_bio
         server_hostname=host if tls is not None else None,
         ssl_handshake_timeout=timeout.connect if tls is not None and timeout.connect else None,
     )
@@ -103,13 +128,16 @@ async def _tunnel(
     origin: Origin,
     ssl_context: ssl.SSLContext,
     timeout: Timeout,
+    alpn: list[str],
 ) -> Transport:
     """CONNECT through the proxy, then TLS to the origin inside the tunnel.
 
     Proxy credentials go in the CONNECT request only; the origin never
     sees them.
     """
-    tls = proxy.ssl_context if proxy.origin.scheme == b"https" else None
+    tls = None
+    if proxy.origin.scheme == b"https" and proxy.ssl_context is not None:
+        tls = ALPNContext(proxy.ssl_context, ["http/1.1"])
     t = await _tcp(loop, proxy.origin, tls, timeout, f"proxy {proxy.origin}")
     authority = origin.host_port
     shake = _Handshake(loop)
@@ -134,6 +162,10 @@ async def _tunnel(
         if shake.h11.trailing_data[0]:
             raise ProxyError("proxy sent data after its CONNECT response")
         host = _host(origin)
+        # uvloop's start_tls takes a real SSLContext only: the list is set
+        # here, and the pool checks what was negotiated.
+        with _alpn_lock:
+            ssl_context.set_alpn_protocols(alpn)
         try:
             new = await asyncio.wait_for(
                 loop.start_tls(t.transport, t, ssl_context, server_hostname=host),
@@ -159,10 +191,11 @@ async def _open_once(
     ssl_context: ssl.SSLContext,
     timeout: Timeout,
     tunnel: ProxySpec | None,
+    alpn: list[str],
 ) -> Transport:
     if tunnel is not None:
-        return await _tunnel(loop, tunnel, origin, ssl_context, timeout)
-    tls = ssl_context if origin.scheme == b"https" else None
+        return await _tunnel(loop, tunnel, origin, ssl_context, timeout, alpn)
+    tls = ALPNContext(ssl_context, alpn) if origin.scheme == b"https" else None
     return await _tcp(loop, origin, tls, timeout, str(origin))
 
 
@@ -171,7 +204,8 @@ async def open_transport(
     ssl_context: ssl.SSLContext,
     timeout: Timeout,
     retries: int,
-    tunnel: ProxySpec | None = None,
+    tunnel: ProxySpec | None,
+    alpn: list[str],
 ) -> Transport:
     """Connect to ``origin`` (through a CONNECT tunnel when ``tunnel`` is
     given; the pool passes one for ``https://`` origins only), retrying
@@ -180,7 +214,7 @@ async def open_transport(
     attempt = 0
     while True:
         try:
-            return await _open_once(loop, origin, ssl_context, timeout, tunnel)
+            return await _open_once(loop, origin, ssl_context, timeout, tunnel, alpn)
         except (ConnectError, ConnectTimeout):
             if attempt >= retries:
                 raise

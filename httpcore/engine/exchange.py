@@ -4,19 +4,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from .._config import Timeout
 from .._models import Request
+from .interfaces import STREAM_WINDOW
 from .messages import BodyChunk, Event, Failed, Reply, ResponseHead, SendBody, StartRequest
 from .outbox import Outbox
-
-STREAM_WINDOW = 4 * 1024 * 1024
-"""Bytes of a streamed body the engine may send ahead of the caller."""
-
 
 Head = tuple[int, bytes, list[tuple[bytes, bytes]], str]
 """status, reason, headers, http_version: a response head as a driver keeps it."""
@@ -37,7 +33,8 @@ def body_event(
 
 
 class Handler(Protocol):
-    """The connection an exchange is attached to while it runs on it."""
+    """Who holds an exchange now: its pool while it waits or its connection
+    is being opened, then the connection it runs on."""
 
     def on_upload(self, ex: Exchange) -> None: ...
     def on_credit(self, ex: Exchange, consumed: int) -> None: ...
@@ -51,6 +48,7 @@ class Exchange:
         "_caller_loop",
         "_on_done",
         "_outbox",
+        "born",
         "credit",
         "done",
         "handler",
@@ -58,14 +56,18 @@ class Exchange:
         "reply",
         "request",
         "retries",
+        "stale_retried",
         "stream",
-        "task",
         "timeout",
         "upload",
     )
 
     def __init__(
-        self, msg: StartRequest, on_done: Callable[[Exchange], None], outbox: Outbox
+        self,
+        msg: StartRequest,
+        on_done: Callable[[Exchange], None],
+        outbox: Outbox,
+        born: float,
     ) -> None:
         self.id = msg.request_id
         self.request: Request = msg.request
@@ -75,15 +77,18 @@ class Exchange:
         self._caller_loop = msg.loop
         self._outbox = outbox
         self._on_done = on_done
-        self.task: asyncio.Task[None] | None = None
-        """Set while the exchange waits for a connection (the slow path)."""
         self.handler: Handler | None = None
-        """Set while a connection runs the exchange."""
+        """Whoever holds the exchange now (see :class:`Handler`)."""
         self.credit = STREAM_WINDOW
         self.upload: deque[SendBody] = deque()
         self.done = False
+        """The caller was answered for the last time, or left."""
+        self.born = born
+        """Engine time the request arrived: bounds its retries."""
         self.retries = 0
-        """Times this exchange was started again on another connection."""
+        """Times the server refused it unprocessed (Retry.SAFE) so far."""
+        self.stale_retried = False
+        """Already retried once after a stale keep-alive (Retry.IF_IDEMPOTENT)."""
 
     # -- toward the caller (never blocks) ------------------------------------
 
@@ -117,14 +122,12 @@ class Exchange:
             self._on_done(self)
 
     def abandon(self) -> None:
-        """The caller left: stop wherever the exchange is; nothing more is sent."""
+        """The caller left: nothing more is sent; whoever holds the exchange
+        ends it there (and gives back what it held)."""
         self._end()
-        handler, self.handler = self.handler, None
+        handler = self.handler
         if handler is not None:
             handler.on_abandon(self)
-        task = self.task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
 
     # -- from the caller: credit and upload pieces ----------------------------
 

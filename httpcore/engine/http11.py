@@ -3,24 +3,16 @@
 """HTTP/1.1 over h11, driven by transport callbacks.
 
 An exchange starts with :meth:`HTTP11Connection.start` (the request is
-written at once) and ends in ``on_data``: the connection tells its pool
-through :class:`PoolHooks`, which releases it and answers the caller.
-
-The common exchange (a request framed by Content-Length or nothing, an
-HTTP/1.1 response head complete in the first read and framed by one
-Content-Length) runs in a fast lane that writes and parses it here, with a
-strict subset of h11's grammar: h11's event layer was 40% of the engine's
-time per small request. Every other exchange is given to h11 from the
-response's first byte, so h11 decides every case the lane does not take.
+written at once) and ends in :meth:`HTTP11Connection._end`, the one place
+that detaches it, settles the connection (idle or closed) and then tells the
+pool, which answers the caller. The common exchange runs in the fast lane of
+``h1wire``; every other one is given to h11 from the response's first byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Iterable
-from typing import Any, Protocol
 
 import h11
 
@@ -28,24 +20,19 @@ from .._exceptions import (
     HTTPCoreError,
     LocalProtocolError,
     ReadError,
-    ReadTimeout,
     RemoteProtocolError,
     WriteError,
-    WriteTimeout,
     describe,
 )
 from .._models import Origin, Request
+from .deadline import DeadlineTimer, expiry_error
 from .exchange import Exchange, Head, body_event
+from .h1wire import asks_close, parse_head, wire_request
+from .interfaces import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks, Retry
 from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import Transport
 
 logger = logging.getLogger("httpcore")
-
-MAX_HEAD_SIZE = 64 * 1024
-"""A response head larger than this is refused, not buffered."""
-
-MAX_HEADER_FIELDS = 256
-"""A response with more header fields than this is refused."""
 
 _VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 _NEED_DATA = h11.NEED_DATA
@@ -58,112 +45,6 @@ _DONE = h11.DONE
 
 RAW_BODY_MIN = 256 * 1024
 """Content-Length bodies at least this large bypass h11's buffer."""
-
-
-# The fast lane: a strict subset of what h11 accepts, for the common exchange.
-# Everything outside it (chunked, 1xx, HTTP/1.0, a head split across reads,
-# obs-fold, odd framing, any error) is handed to h11 as if h11 had seen the
-# exchange from the start, so h11 stays the judge of every other case.
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\r\n")
-_VCHAR = rb"[\x21-\x7e\x80-\xff]"
-
-
-def _field(group: bytes) -> bytes:
-    """h11's header-field, narrowed to visible ASCII and obs-text."""
-    return (
-        group + rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*"
-        + group + rb"(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?)[ \t]*\r\n"
-    )
-
-
-_FIELDS = re.compile(_field(b"("))
-_FIELD_BLOCK = re.compile(rb"(?:" + _field(b"(?:") + rb")*")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
-_NO_BODY_STATUS = (204, 304)
-
-FastHead = tuple[int, bytes, list[tuple[bytes, bytes]], int, bool]
-"""status, reason, headers, body length, keep-alive."""
-
-
-def wire_request(
-    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None
-) -> tuple[bytes, bool] | None:
-    """The request as h11 would write it, and whether it asks to close the
-    connection, when its framing is plain Content-Length; None sends it
-    through h11 instead."""
-    if body is None or method == b"CONNECT":
-        return None
-    lengths = []
-    host = []
-    rest = []
-    close = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"content-length":
-            lengths.append(value)
-        elif lower == b"transfer-encoding":
-            return None
-        elif lower == b"connection" and not close:
-            close = _has_close(value)
-        line = name + b": " + value + b"\r\n"
-        if lower == b"host":
-            host.append(line)
-        else:
-            rest.append(line)
-    if lengths != ([str(len(body)).encode("ascii")] if body else []):
-        return None
-    if len(host) != 1:
-        return None
-    head = (method, b" ", target, b" HTTP/1.1\r\n", *host, *rest, b"\r\n", body)
-    return b"".join(head), close
-
-
-def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHead, int] | None:
-    """A complete HTTP/1.1 final response head framed by one Content-Length,
-    parsed exactly as h11 would, and where its body starts; None otherwise."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0 or end > MAX_HEAD_SIZE:
-        return None
-    status_line = _STATUS_LINE.match(data)
-    if status_line is None:
-        return None
-    status = int(status_line[1])
-    if status < 200:
-        return None
-    start = status_line.end()
-    if _FIELD_BLOCK.fullmatch(data, start, end + 2) is None:
-        return None
-    headers = _FIELDS.findall(data, start, end + 2)
-    if len(headers) > MAX_HEADER_FIELDS:
-        return None
-    length = -1
-    keep = not request_close
-    for name, value in headers:
-        size = len(name)
-        if size == 14 and name.lower() == b"content-length":
-            if length >= 0 or _DIGITS.fullmatch(value) is None:
-                return None
-            length = int(value)
-        elif size == 17 and name.lower() == b"transfer-encoding":
-            return None
-        elif size == 10 and keep and name.lower() == b"connection" and _has_close(value):
-            keep = False
-    if method == b"HEAD" or status in _NO_BODY_STATUS:
-        length = 0
-    elif length < 0:
-        return None
-    return (status, status_line[2] or b"", headers, length, keep), end + 4
-
-
-def _asks_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    return any(
-        len(name) == 10 and name.lower() == b"connection" and _has_close(value)
-        for name, value in headers
-    )
-
-
-def _has_close(value: bytes) -> bool:
-    return any(token.strip().lower() == b"close" for token in value.split(b","))
 
 
 def _new_h11() -> h11.Connection:
@@ -188,27 +69,16 @@ def _keep_alive(ex: Exchange, event: h11.Response) -> bool:
     """h11's rule: HTTP/1.1 on both sides and no ``Connection: close``."""
     return (
         event.http_version == b"1.1"
-        and not _asks_close(event.headers.raw_items())
-        and not _asks_close(ex.request.headers)
+        and not asks_close(event.headers.raw_items())
+        and not asks_close(ex.request.headers)
     )
-
-
-class PoolHooks(Protocol):
-    """How a connection reports back to the pool that owns it."""
-
-    def exchange_done(self, conn: Any, ex: Exchange, final: ResponseHead | BodyChunk) -> None: ...
-    def exchange_failed(self, conn: Any, ex: Exchange, error: Exception, retry: str) -> None:
-        """``retry``: "no", "if_idempotent" (stale keep-alive) or "safe"
-        (the server certainly did not process the request)."""
-    def exchange_released(self, conn: Any) -> None: ...
-    def capacity_changed(self, conn: Any) -> None: ...
-    def connection_lost(self, conn: Any, reason: str) -> None: ...
 
 
 class HTTP11Connection:
     """One socket speaking HTTP/1.1; one exchange at a time, reused after."""
 
     http_version = "HTTP/1.1"
+    settled = True
 
     def __init__(
         self,
@@ -246,28 +116,24 @@ class HTTP11Connection:
         self._uploading = False
         self._unacked = 0
         self._starved = False
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0.0
-        """When ``_timer`` fires (uvloop's handles have no ``when()``)."""
-        self._deadline: float | None = None
-        self._deadline_error: type[Exception] = ReadTimeout
+        self.deadline: float | None = None
+        self.writing = False
+        self._timer = DeadlineTimer(self._loop, self._expire)
         transport.attach(self)
 
     # -- queries the pool uses -------------------------------------------------------
 
     @property
-    def active(self) -> bool:
-        return self.ex is not None
-
-    @property
     def active_streams(self) -> int:
         return 0 if self.ex is None else 1
 
-    def is_idle(self) -> bool:
-        return self.ex is None and not self.closed
+    def capacity(self) -> int:
+        return 1 if self.ex is None and not self.closed else 0
 
     def has_expired(self, now: float, expiry: float | None) -> bool:
-        return self.closed or (expiry is not None and now - self.idle_since > expiry)
+        if self.closed:
+            return True
+        return self.ex is None and expiry is not None and now - self.idle_since > expiry
 
     # -- one exchange ----------------------------------------------------------------
 
@@ -279,7 +145,6 @@ class HTTP11Connection:
         self._got_bytes = False
         self._head = None
         self._head_sent = False
-        self._parts = []
         self._unacked = 0
         req = ex.request
         target, headers = self._target_and_headers(req)
@@ -298,7 +163,7 @@ class HTTP11Connection:
             self._fail(WriteError("connection closed before the request was sent"))
             return
         self.transport.write(out)
-        self._arm()
+        self._touch()
         if self._uploading and ex.upload:
             self.on_upload(ex)
 
@@ -356,7 +221,7 @@ class HTTP11Connection:
         if self._unacked and not self.transport.write_paused:
             unacked, self._unacked = self._unacked, 0
             ex.send(UploadAck(unacked))
-        self._arm()
+        self._touch()
 
     def on_credit(self, ex: Exchange, consumed: int) -> None:
         if ex is self.ex and self._starved and ex.credit > 0:
@@ -367,12 +232,11 @@ class HTTP11Connection:
                 self._process()
             if not self._starved and self.ex is ex:
                 self.transport.resume_reading()
-                self._arm()
+                self._touch()
 
     def on_abandon(self, ex: Exchange) -> None:
         if ex is self.ex:
-            self._detach()
-            self.close("request cancelled")
+            self._end(None, close="request cancelled")
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -381,10 +245,7 @@ class HTTP11Connection:
         logger.error("internal error on connection_id=%d", self.id, exc_info=exc)
         error = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
         error.__cause__ = exc
-        if self.ex is not None:
-            self._fail(error, reason="internal error")
-        else:
-            self.close("internal error")
+        self.close("internal error", error)
 
     def on_data(self, data: memoryview) -> None:
         if self.ex is None:
@@ -546,115 +407,103 @@ class HTTP11Connection:
                 ex.credit -= len(event.body if isinstance(event, ResponseHead) else event.data)
                 ex.send(event)
             if ex.credit <= 0 and self.ex is ex:
+                # The caller is behind: no deadline, the server is not stalling.
                 self._starved = True
                 self.transport.pause_reading()
-                self._disarm()
+                self.deadline = None
                 return
-        self._arm()
+        self._touch()
 
     def _complete(self, ex: Exchange, reusable: bool) -> None:
+        """The whole response is in: settle the connection, then end."""
         assert self._head is not None
         final = body_event(self._head, self._head_sent, self._parts, True)
         assert final is not None
-        raw = self._raw >= 0
-        h11_used = self._h11.our_state is not h11.IDLE
-        self._detach()
-        self.requests_served += 1
-        self.idle_since = self._loop.time()
         h = self._h11
-        if raw:
+        close: str | None = None
+        if self._raw >= 0:
             if not reusable:
-                self.close(self._raw_close or "server closes after the response")
-            elif h11_used:
+                close = self._raw_close or "server closes after the response"
+            elif h.our_state is not h11.IDLE:
                 self._h11 = _new_h11()
         elif reusable:
             h.start_next_cycle()
             if h.trailing_data[0]:
-                self.close("unexpected data after the response")
+                close = "unexpected data after the response"
         elif h.their_state is h11.MUST_CLOSE or h.their_state is h11.CLOSED:
-            self.close("server closes after the response")
+            close = "server closes after the response"
         else:
-            self.close("response ended before the request body was sent")
-        self._pool.exchange_done(self, ex, final)
-
-    def _detach(self) -> None:
-        self._raw = -1
-        self._fast = None
-        ex, self.ex = self.ex, None
-        if ex is not None:
-            ex.handler = None
-        self._parts = []
-        self._uploading = False
-        self._disarm()
-        if self._starved:
-            self._starved = False
-            self.transport.resume_reading()
+            close = "response ended before the request body was sent"
+        self.requests_served += 1
+        self._end(final, close=close)
 
     def _fail(self, error: Exception, reason: str | None = None) -> None:
-        """End the exchange with ``error``; the connection cannot be trusted."""
-        ex = self.ex
-        if ex is None:
-            return
+        """End the exchange with ``error``; the connection cannot be trusted.
+        A reused connection that failed before any response byte was most
+        likely closed by the server while idle: the pool may retry."""
         stale = self._reused and not self._got_bytes and isinstance(
             error, (ReadError, WriteError, RemoteProtocolError)
         )
-        self._detach()
-        self.close(reason or describe(error))
-        self._pool.exchange_failed(self, ex, error, "if_idempotent" if stale else "no")
+        retry = Retry.IF_IDEMPOTENT if stale else Retry.NO
+        self._end(error, retry, close=reason or describe(error))
 
-    # -- deadlines ---------------------------------------------------------------------
-
-    def _arm(self) -> None:
-        """Set the deadline: write while the socket is full, else read.
-
-        One timer per connection, moved lazily: a request that ends before
-        its deadline costs no timer operation at all.
-        """
+    def _end(
+        self,
+        outcome: ResponseHead | BodyChunk | Exception | None,
+        retry: Retry = Retry.NO,
+        close: str | None = None,
+    ) -> None:
+        """The one place an exchange ends here, whatever the outcome: detach
+        it, leave the connection idle or (``close``) closed, then tell the
+        pool, which answers the caller and reuses the slot."""
         ex = self.ex
         if ex is None:
             return
-        if self.transport.write_paused:
-            timeout, self._deadline_error = ex.timeout.write, WriteTimeout
+        self.ex = None
+        if ex.handler is self:
+            ex.handler = None
+        self._raw = -1
+        self._fast = None
+        self._parts = []
+        self._uploading = False
+        self.deadline = None
+        if self._starved:
+            self._starved = False
+            self.transport.resume_reading()
+        if close is not None:
+            self.close(close)
         else:
-            timeout, self._deadline_error = ex.timeout.read, ReadTimeout
-        if timeout is None:
-            self._deadline = None
-            return
-        deadline = self._deadline = self._loop.time() + timeout
-        timer = self._timer
-        if timer is not None:
-            if self._timer_at <= deadline:
-                return
-            timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._check_deadline)
-        self._timer_at = deadline
+            self.idle_since = self._loop.time()
+        self._pool.exchange_ended(self, ex, outcome, retry)
 
-    def _disarm(self) -> None:
-        self._deadline = None
+    # -- deadlines ---------------------------------------------------------------------
 
-    def _check_deadline(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None or self.ex is None or self.closed:
-            return
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._check_deadline)
-            self._timer_at = deadline
-            return
-        error = self._deadline_error
-        what = "writing the request" if error is WriteTimeout else "reading the response"
-        self._fail(error(f"timed out {what}"), reason="timeout")
+    def _touch(self) -> None:
+        """Progress: the deadline is the write timeout from now while the
+        socket is full, else the read timeout."""
+        ex = self.ex
+        if ex is not None:
+            self._timer.touch(self, ex, self.transport.write_paused)
+
+    def _expire(self, now: float) -> float | None:
+        ex, deadline = self.ex, self.deadline
+        if ex is None or deadline is None:
+            return None
+        if now < deadline:
+            return deadline
+        self._fail(expiry_error(self, ex), reason="timeout")
+        return None
 
     # -- life --------------------------------------------------------------------------
 
-    def close(self, reason: str) -> None:
-        """Close and tell the pool; safe to call twice."""
+    def close(self, reason: str, error: Exception | None = None) -> None:
+        """End the running exchange (with ``error``, or an error naming
+        ``reason``), close the socket and tell the pool; safe to call twice."""
         if self.closed:
             return
         self.closed = True
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self.transport.close()
-        self._pool.connection_lost(self, reason)
+        if self.ex is not None:
+            self._end(error or RemoteProtocolError(f"connection closed: {reason}"))
+        self._pool.connection_closed(self, reason)

@@ -4,214 +4,59 @@
 
 Any number of exchanges run at once, up to the server's
 ``SETTINGS_MAX_CONCURRENT_STREAMS``. Writes are batched: whatever h2 has to
-send goes out in one socket write per loop iteration. Flow-control windows
-of a streamed body are re-opened only as its caller hands back credit.
+send goes out in one socket write per loop iteration.
+
+Rules of this file:
+- an exchange ends in :meth:`HTTP2Connection._end` only, whatever the
+  outcome; it resets the stream if it is not closed both ways and then
+  tells the pool, which answers the caller;
+- the connection window is re-opened as data arrives (while the
+  connection holds less than CONNECTION_BUFFER unread bytes); a stream's
+  window only as its caller reads, so a slow reader holds back only itself;
+- the events of one read are all taken in before any upload is pumped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import re
-from collections import deque
-from collections.abc import Iterable
-from typing import Any
 
 import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import hpack
-import hpack.table
-import hyperframe.frame
-from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 
-from .._exceptions import (
-    HTTPCoreError,
-    LocalProtocolError,
-    ReadTimeout,
-    RemoteProtocolError,
-    WriteTimeout,
-    describe,
-)
+from .._exceptions import HTTPCoreError, LocalProtocolError, RemoteProtocolError, describe
 from .._models import Origin
-from .exchange import STREAM_WINDOW, Exchange, Head, body_event
-from .http11 import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks
-from .messages import ResponseHead, UploadAck
+from .deadline import DeadlineTimer, expiry_error
+from .exchange import Exchange, Head, body_event
+from .h2compat import ConnectionFailed, H2Connection, StreamMalformed
+from .interfaces import (
+    CONNECTION_BUFFER,
+    CONNECTION_WINDOW,
+    MAX_HEAD_SIZE,
+    MAX_HEADER_FIELDS,
+    STREAM_WINDOW,
+    PoolHooks,
+    Retry,
+)
+from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import Transport
 
 logger = logging.getLogger("httpcore")
 
-CONNECTION_WINDOW = 16 * 1024 * 1024
-"""Connection-level receive window: room for several fast streams at once."""
+WINDOW_ACK_MIN = 1024 * 1024
+"""Received bytes a window is re-opened by at least (fewer WINDOW_UPDATEs)."""
 
 _MAX_STREAM_ID = 2**31 - 1
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
-
-
-def _cheap_raw_data_repr(data: bytes | None) -> str:
-    """hyperframe's ``_raw_data_repr`` with the same output, without
-    hex-encoding the whole payload first.
-
-    h2 builds ``repr(frame)`` for a trace log line on every frame it
-    receives, even when nothing logs it; for a 16 KiB DATA frame that hex
-    encoding was 31% of the engine's time in the HTTP/2 download benchmark.
-    """
-    if not data:
-        return "None"
-    r = binascii.hexlify(data[:11]).decode("ascii")
-    if len(data) > 10:
-        r = r[:20] + "..."
-    return "<hex:" + r + ">"
-
-
-if callable(getattr(hyperframe.frame, "_raw_data_repr", None)):
-    hyperframe.frame._raw_data_repr = _cheap_raw_data_repr
-
-_data_body_repr = hyperframe.frame.DataFrame._body_repr
-
-
-def _cheap_data_body_repr(self: hyperframe.frame.DataFrame) -> str:
-    """A DATA frame's body repr, with the same output, without serializing
-    (copying) the payload first when there is no padding to add: that copy
-    was 6% of the engine's time in the HTTP/2 download benchmark."""
-    if "PADDED" in self.flags:
-        return _data_body_repr(self)
-    return _cheap_raw_data_repr(self.data)
-
-
-if _data_body_repr is hyperframe.frame.Frame._body_repr:
-    hyperframe.frame.DataFrame._body_repr = _cheap_data_body_repr  # type: ignore[method-assign,assignment]
-
-
-HPACK_CACHE = 256
-"""Header blocks remembered per connection and direction (see below)."""
-
-
-_TABLE_SIZE: property = vars(hpack.table.HeaderTable)["maxsize"]
-
-
-class _CountingTable(hpack.table.HeaderTable):
-    """An HPACK table that counts its changes (entries added, size set), so
-    a cached encoding can tell that the table is still the one it was made
-    against."""
-
-    generation = 0
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.generation += 1
-        super().add(name, value)
-
-    @property
-    def maxsize(self) -> int:
-        return self._maxsize
-
-    @maxsize.setter
-    def maxsize(self, value: int) -> None:
-        self.generation += 1
-        assert _TABLE_SIZE.fset is not None
-        _TABLE_SIZE.fset(self, value)
-
-
-class _CachingEncoder(hpack.Encoder):
-    """hpack's encoder, remembering header lists whose encoding did not
-    change the table: encoding one again against the same table gives the
-    same bytes, so they are reused. A client sends the same few request
-    heads over and over; HPACK encoding was 8% of the engine's time with
-    100 tasks on one connection."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.header_table: _CountingTable = _CountingTable()
-        self._cache: dict[tuple[Any, ...], tuple[int, bytes]] = {}
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        table = self.header_table
-        if not huffman or table.resized or type(headers) is not list:
-            return super().encode(headers, huffman)
-        key = tuple(headers)
-        hit = self._cache.get(key)
-        generation = table.generation
-        if hit is not None and hit[0] == generation:
-            return hit[1]
-        encoded = super().encode(headers, huffman)
-        if table.generation == generation and all(
-            type(header) is tuple and len(header) == 2 for header in key
-        ):
-            if len(self._cache) >= HPACK_CACHE:
-                self._cache.clear()
-            self._cache[key] = (generation, encoded)
-        return encoded
-
-
-class _CachingDecoder(hpack.Decoder):
-    """hpack's decoder, remembering blocks decoded while the dynamic table
-    was empty and that left it empty, at the same limits: decoding one again
-    gives the same fields and the same table. Servers that keep their
-    table at size 0 (nginx does) send such blocks only; HPACK decoding of
-    nginx's Huffman-coded fields was about 25% of the engine's time."""
-
-    def __init__(self, max_header_list_size: int) -> None:
-        super().__init__(max_header_list_size=max_header_list_size)
-        self._cache: dict[bytes, tuple[tuple[int, int, int], list[Any]]] = {}
-
-    def decode(self, data: bytes, raw: bool = False) -> Any:
-        table = self.header_table
-        if not raw or table.dynamic_entries:
-            return super().decode(data, raw)
-        key = bytes(data)
-        state = (table.maxsize, self.max_allowed_table_size, self.max_header_list_size)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == state:
-            return list(hit[1])
-        fields = list(super().decode(data, raw))
-        if not table.dynamic_entries and table.maxsize == state[0]:
-            if len(self._cache) >= HPACK_CACHE:
-                self._cache.clear()
-            self._cache[key] = (state, fields)
-        return list(fields)
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2 with graceful GOAWAY.
-
-    h2 moves its state machine to CLOSED on a received GOAWAY and then
-    refuses every frame (python-hyper/h2#1181), while RFC 9113 §6.8 lets
-    the streams at or below last_stream_id complete. We keep the machine
-    in its open state; the connection itself opens no new stream after a
-    GOAWAY (``HTTP2Connection.goaway``).
-    """
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self.encoder = _CachingEncoder()
-        self.decoder = _CachingDecoder(self.decoder.max_header_list_size)
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        state = self.state_machine.state
-        result = super()._receive_goaway_frame(frame)
-        if state is not ConnectionState.CLOSED:
-            self.state_machine.state = state
-        return result
-
-    _counts = 0
-
-    @property
-    def open_outbound_streams(self) -> int:
-        """h2 reads this on every ``send_headers``, walking every stream, to
-        enforce the server's stream limit and to prune closed streams. The
-        limit is enforced before that (``HTTP2Connection.capacity``), so the
-        walk is done every 32nd time only, to prune: about 8% of the engine's
-        time with 100 streams open."""
-        self._counts += 1
-        if self._counts % 32:
-            return 0
-        return self._open_streams(int(self.config.client_side))
+_SECRET = frozenset({b"authorization", b"proxy-authorization"})
+_NO_BODY_STATUS = (204, 304)
 
 
 _FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+")
@@ -267,7 +112,12 @@ def h2_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
             continue
         if lowered == b"te" and value.lower() != b"trailers":
             continue
-        rest.append((lowered, value))
+        if lowered in _SECRET or (lowered == b"cookie" and len(value) < 20):
+            # As h2's own normalization would: never indexed, so a secret
+            # does not sit in the server's HPACK table (RFC 7541 §7.1.3).
+            rest.append(NeverIndexedHeaderTuple(lowered, value))
+        else:
+            rest.append((lowered, value))
     return [
         (b":method", req.method),
         (b":authority", authority),
@@ -283,6 +133,7 @@ class _Stream:
     __slots__ = (
         "deadline",
         "ex",
+        "expected",
         "got_bytes",
         "head",
         "head_sent",
@@ -290,10 +141,13 @@ class _Stream:
         "out",
         "out_end",
         "parts",
+        "received",
         "to_ack",
         "unacked_upload",
         "unread",
         "unread_bytes",
+        "uploading",
+        "writing",
     )
 
     def __init__(self, stream_id: int, ex: Exchange) -> None:
@@ -302,18 +156,25 @@ class _Stream:
         self.head: Head | None = None
         self.head_sent = False
         self.parts: list[bytes] = []
+        self.received = 0
+        """Body bytes received, checked against ``expected`` at the end."""
+        self.expected: int | None = None
+        """The response's content-length, when it frames the body."""
         self.to_ack = 0
         """Flow-controlled bytes received and not yet handed to the caller."""
-        self.unread: deque[list[int]] = deque()
+        self.unread: list[list[int]] = []
         """Per chunk sent to a streaming caller: [data bytes, flow-controlled
-        bytes]; its window is handed back as the caller consumes it."""
+        bytes]; its stream window is re-opened as the caller consumes it."""
         self.unread_bytes = 0
         self.out: list[memoryview] = []
         self.out_end = False
         """The request body ends after ``out`` (END_STREAM still to send)."""
+        self.uploading = ex.request.body is None
+        """The caller is still streaming the request body."""
         self.unacked_upload = 0
         self.got_bytes = False
         self.deadline: float | None = None
+        self.writing = False
 
 
 class HTTP2Connection:
@@ -336,7 +197,7 @@ class HTTP2Connection:
             normalize_outbound_headers=False,
             validate_inbound_headers=False,  # check_fields does it, cheaper
         )
-        h = self._h2 = _H2Connection(config=config)
+        h = self._h2 = H2Connection(config=config)
         h.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -358,18 +219,16 @@ class HTTP2Connection:
         self._settings_seen = False
         self.requests_served = 0
         self.idle_since = self._loop.time()
+        self._held = 0
+        """Bytes sent to streaming callers and not yet consumed by them."""
+        self._window_due = 0
+        """Connection-window bytes received and not yet re-opened."""
         self._flush_scheduled = False
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0.0
-        """When ``_timer`` fires (uvloop's handles have no ``when()``)."""
+        self._timer = DeadlineTimer(self._loop, self._expire)
         transport.attach(self)
         self._flush()
 
     # -- queries the pool uses -------------------------------------------------------
-
-    @property
-    def active(self) -> bool:
-        return bool(self.streams)
 
     @property
     def active_streams(self) -> int:
@@ -392,9 +251,6 @@ class HTTP2Connection:
         ids_left = (_MAX_STREAM_ID - h.highest_outbound_stream_id) // 2
         return max(0, min(limit - len(self.streams), ids_left))
 
-    def is_idle(self) -> bool:
-        return not self.streams and not self.closed
-
     def has_expired(self, now: float, expiry: float | None) -> bool:
         if self.closed or self.goaway:
             return True
@@ -408,14 +264,15 @@ class HTTP2Connection:
         req = ex.request
         if self.capacity() <= 0:
             # granted before the server lowered its limit (or sent GOAWAY)
-            self._pool.exchange_failed(self, ex, RemoteProtocolError("no stream free"), "requeue")
+            error = RemoteProtocolError("no stream free")
+            self._pool.exchange_ended(self, ex, error, Retry.REQUEUE)
             return
         try:
             stream_id = h.get_next_available_stream_id()
             end = req.body is not None and not req.body
             h.send_headers(stream_id, h2_headers(ex), end_stream=end)
         except h2.exceptions.ProtocolError as exc:
-            self._pool.exchange_failed(self, ex, LocalProtocolError(describe(exc)), "safe")
+            self._pool.exchange_ended(self, ex, LocalProtocolError(describe(exc)), Retry.SAFE)
             return
         stream = _Stream(stream_id, ex)
         self.streams[stream_id] = stream
@@ -425,9 +282,10 @@ class HTTP2Connection:
             stream.out.append(memoryview(req.body))
             stream.out_end = True
             self._pump(stream)
-        elif req.body is None and ex.upload:
+        elif stream.uploading and ex.upload:
             self.on_upload(ex)
-        self._set_deadline(stream)
+        if stream.id in self.streams:
+            self._touch(stream)
         self._schedule_flush()
 
     def on_upload(self, ex: Exchange) -> None:
@@ -441,14 +299,17 @@ class HTTP2Connection:
                 stream.out.append(memoryview(piece.data))
             if piece.end:
                 stream.out_end = True
+                stream.uploading = False
         self._pump(stream)
         self._schedule_flush()
 
     def _pump(self, stream: _Stream) -> None:
-        """Send as much of the stream's body as the peer's windows allow."""
+        """Send as much of the stream's body as the peer's windows allow;
+        what goes out is progress."""
         h = self._h2
         sid = stream.id
         out = stream.out
+        sent = 0
         try:
             while out:
                 window = min(h.local_flow_control_window(sid), h.max_outbound_frame_size)
@@ -462,61 +323,64 @@ class HTTP2Connection:
                     out[0] = piece[window:]
                 last = stream.out_end and not out
                 h.send_data(sid, chunk.tobytes(), end_stream=last)
-                stream.unacked_upload += len(chunk)
+                sent += len(chunk)
                 if last:
                     stream.out_end = False
             if stream.out_end and not out:
                 stream.out_end = False
                 h.end_stream(sid)
         except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError) as exc:
-            self._fail_stream(stream, LocalProtocolError(describe(exc)), "no", reset=True)
+            self._end(stream, LocalProtocolError(describe(exc)))
             return
+        if sent:
+            stream.unacked_upload += sent
+            self._touch(stream)
         self._ack_upload(stream)
 
     def _ack_upload(self, stream: _Stream) -> None:
         """Let a streaming caller send more once its bytes are in h2's hands,
         unless the socket is full (then on_writable does it)."""
-        if (
-            stream.unacked_upload
-            and stream.ex.request.body is None
-            and not self.transport.write_paused
-        ):
+        streaming = stream.ex.request.body is None
+        if stream.unacked_upload and streaming and not self.transport.write_paused:
             n, stream.unacked_upload = stream.unacked_upload, 0
             stream.ex.send(UploadAck(n))
 
     def on_credit(self, ex: Exchange, consumed: int) -> None:
-        """The caller consumed some body: re-open that much of the window."""
+        """The caller consumed some body: re-open that much of its window."""
         stream = self._by_ex.get(ex)
         if stream is None:
             return
         ack = 0
         unread = stream.unread
-        while consumed > 0 and unread:
-            entry = unread[0]
+        taken = 0
+        while consumed > 0 and taken < len(unread):
+            entry = unread[taken]
             if entry[0] <= consumed:
                 consumed -= entry[0]
                 stream.unread_bytes -= entry[0]
+                self._held -= entry[0]
                 ack += entry[1]
-                unread.popleft()
+                taken += 1
             else:
                 part = entry[1] * consumed // entry[0]
                 entry[0] -= consumed
                 entry[1] -= part
                 stream.unread_bytes -= consumed
+                self._held -= consumed
                 ack += part
                 consumed = 0
+        del unread[:taken]
         if ack:
-            self._h2.acknowledge_received_data(ack, stream.id)
-            self._schedule_flush()
+            self._open_stream_window(stream.id, ack)
+        self._open_connection_window()
+        self._schedule_flush()
         if stream.deadline is None and stream.unread_bytes < STREAM_WINDOW // 2:
-            self._set_deadline(stream)
+            self._touch(stream)
 
     def on_abandon(self, ex: Exchange) -> None:
         stream = self._by_ex.get(ex)
         if stream is not None:
-            self._end_stream(stream)
-            self._reset(stream)
-            self._pool.exchange_released(self)
+            self._end(stream, None)
 
     # -- transport callbacks --------------------------------------------------------------
 
@@ -524,23 +388,35 @@ class HTTP2Connection:
         logger.error("internal error on connection_id=%d", self.id, exc_info=exc)
         error = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
         error.__cause__ = exc
-        self._fail_all(error, "no")
-        self.close("internal error")
+        self.close("internal error", error)
 
     def on_data(self, data: memoryview) -> None:
         try:
             events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._flush()
-            self._fail_all(RemoteProtocolError(f"HTTP/2 protocol error: {describe(exc)}"), "no")
-            self.close("protocol error")
-            return
+        except h2.exceptions.ProtocolError as exc:  # h2 without events_before_error
+            events = [ConnectionFailed(exc)]
         touched: dict[int, _Stream] = {}
+        pumps: list[int] = []
+        failed: ConnectionFailed | None = None
         for event in events:
-            self._on_event(event, touched)
+            if type(event) is ConnectionFailed:
+                assert isinstance(event, ConnectionFailed)
+                failed = event
+                break
+            self._on_event(event, touched, pumps)
         for stream in touched.values():
             if stream.id in self.streams:
                 self._deliver(stream)
+        if failed is not None:
+            reason = f"HTTP/2 protocol error: {describe(failed.error)}"
+            self.close("protocol error", RemoteProtocolError(reason))
+            return
+        for sid in pumps:
+            targets = [self.streams.get(sid)] if sid else list(self.streams.values())
+            for target in targets:
+                if target is not None and target.id in self.streams and target.out:
+                    self._pump(target)
+        self._open_connection_window()
         self._flush()
 
     def on_eof(self) -> None:
@@ -552,79 +428,85 @@ class HTTP2Connection:
     def on_writable(self) -> None:
         for stream in list(self.streams.values()):
             self._ack_upload(stream)
+            if stream.out or stream.unacked_upload:
+                self._touch(stream)
 
     def _lost(self, reason: str) -> None:
+        """The server went away: streams it sent nothing on may have been
+        stale-connection victims; the others are lost."""
         if self.closed:
             return
         for stream in list(self.streams.values()):
-            retry = "if_idempotent" if not stream.got_bytes else "no"
-            error = RemoteProtocolError(f"server disconnected: {reason}")
-            self._fail_stream(stream, error, retry, reset=False)
+            retry = Retry.IF_IDEMPOTENT if not stream.got_bytes else Retry.NO
+            self._end(stream, RemoteProtocolError(f"server disconnected: {reason}"), retry)
         self.close(reason)
 
     # -- events ---------------------------------------------------------------------------
 
-    def _on_event(self, event: object, touched: dict[int, _Stream]) -> None:
+    def _on_event(self, event: object, touched: dict[int, _Stream], pumps: list[int]) -> None:
         kind = type(event)
         if kind is h2.events.DataReceived:
             assert isinstance(event, h2.events.DataReceived)
-            stream = self.streams.get(event.stream_id)
+            flow = event.flow_controlled_length or 0
+            self._window_due += flow
+            stream = self.streams.get(event.stream_id or 0)
             if stream is None:
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 return
             stream.got_bytes = True
             if event.data:
                 stream.parts.append(event.data)
-            stream.to_ack += event.flow_controlled_length
+                stream.received += len(event.data)
+            stream.to_ack += flow
             touched[stream.id] = stream
         elif kind is h2.events.ResponseReceived:
             assert isinstance(event, h2.events.ResponseReceived)
-            stream = self.streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 stream.got_bytes = True
-                self._on_head(stream, event.headers)
+                self._on_head(stream, event.headers or [])
                 if stream.id in self.streams:
                     touched[stream.id] = stream
         elif kind is h2.events.StreamEnded:
             assert isinstance(event, h2.events.StreamEnded)
-            stream = self.streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 touched.pop(stream.id, None)
                 self._complete(stream)
         elif kind is h2.events.StreamReset:
             assert isinstance(event, h2.events.StreamReset)
-            stream = self.streams.get(event.stream_id)
+            stream = self.streams.get(event.stream_id or 0)
             if stream is not None:
                 touched.pop(stream.id, None)
                 code = _code_name(event.error_code)
-                retry = "safe" if event.error_code == ErrorCodes.REFUSED_STREAM else "no"
+                refused = event.error_code == ErrorCodes.REFUSED_STREAM
                 error = RemoteProtocolError(f"stream reset by the server: {code}")
-                self._fail_stream(stream, error, retry, reset=False)
+                self._end(stream, error, Retry.SAFE if refused else Retry.NO)
+        elif kind is StreamMalformed:
+            assert isinstance(event, StreamMalformed)
+            self._window_due += event.flow_controlled_length
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                touched.pop(stream.id, None)
+                error = RemoteProtocolError(f"malformed response: {event.reason}")
+                self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
         elif kind is h2.events.WindowUpdated:
             assert isinstance(event, h2.events.WindowUpdated)
-            if event.stream_id:
-                stream = self.streams.get(event.stream_id)
-                targets: Iterable[_Stream] = (stream,) if stream is not None else ()
-            else:
-                targets = list(self.streams.values())
-            for stream in targets:
-                if stream.out or stream.out_end:
-                    self._pump(stream)
-                    self._set_deadline(stream)
+            pumps.append(event.stream_id or 0)
         elif kind is h2.events.RemoteSettingsChanged:
             self._settings_seen = True
+            pumps.append(0)  # the initial window may have grown
             self._pool.capacity_changed(self)
         elif kind is h2.events.ConnectionTerminated:
             assert isinstance(event, h2.events.ConnectionTerminated)
             self._on_goaway(event)
         elif kind is h2.events.TrailersReceived:
             assert isinstance(event, h2.events.TrailersReceived)
-            stream = self.streams.get(event.stream_id)
-            problem = check_fields(event.headers, trailers=True)[0]
+            stream = self.streams.get(event.stream_id or 0)
+            problem = check_fields(event.headers or [], trailers=True)[0]
             if stream is not None and problem is not None:
                 touched.pop(stream.id, None)
                 error = RemoteProtocolError(f"malformed trailers: {problem}")
-                self._fail_stream(stream, error, "no", reset=True)
+                self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
         elif kind is h2.events.InformationalResponseReceived:
             stream = self.streams.get(getattr(event, "stream_id", 0))
             if stream is not None:
@@ -637,14 +519,18 @@ class HTTP2Connection:
                 f"response head too large: {len(headers)} fields, {size} bytes"
                 f" (limits {MAX_HEADER_FIELDS} fields, {MAX_HEAD_SIZE} bytes)"
             )
-            self._fail_stream(stream, error, "no", reset=True)
+            self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
             return
         problem, status, out = check_fields(headers, trailers=False)
         if problem is not None:
             error = RemoteProtocolError(f"malformed response head: {problem}")
-            self._fail_stream(stream, error, "no", reset=True)
+            self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
             return
         stream.head = (status, b"", out, "HTTP/2")
+        if stream.ex.request.method != b"HEAD" and status not in _NO_BODY_STATUS:
+            for name, value in out:
+                if name == b"content-length" and value.isdigit():
+                    stream.expected = int(value)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("head received request_id=%d status=%d", stream.ex.id, status)
 
@@ -657,7 +543,7 @@ class HTTP2Connection:
         for stream in list(self.streams.values()):
             if stream.id > last:
                 error = RemoteProtocolError(f"connection closed by the server (GOAWAY {code})")
-                self._fail_stream(stream, error, "safe", reset=False)
+                self._end(stream, error, Retry.SAFE)
         self._pool.capacity_changed(self)
         if not self.streams:
             self.close(f"GOAWAY {code}")
@@ -666,13 +552,14 @@ class HTTP2Connection:
 
     def _deliver(self, stream: _Stream) -> None:
         ex = stream.ex
-        self._set_deadline(stream)  # the server made progress
         if not ex.stream:
-            if stream.to_ack:
+            if stream.to_ack >= WINDOW_ACK_MIN:
                 n, stream.to_ack = stream.to_ack, 0
-                self._h2.acknowledge_received_data(n, stream.id)
+                self._open_stream_window(stream.id, n)
+            self._touch(stream)
             return
         if stream.head is None:
+            self._touch(stream)
             return
         event = body_event(stream.head, stream.head_sent, stream.parts, False)
         size = 0
@@ -684,64 +571,82 @@ class HTTP2Connection:
         if stream.to_ack:
             stream.unread.append([size, stream.to_ack])
             stream.unread_bytes += size
+            self._held += size
             stream.to_ack = 0
         if stream.unread_bytes >= STREAM_WINDOW // 2:
             # The caller is behind and the window is closing: no read
             # deadline, since the server is not the one stalling.
             stream.deadline = None
+        else:
+            self._touch(stream)
 
     def _complete(self, stream: _Stream) -> None:
-        ex = stream.ex
         if stream.head is None:
-            self._fail_stream(
-                stream, RemoteProtocolError("stream ended without a response"), "no", reset=False
+            self._end(stream, RemoteProtocolError("stream ended without a response"))
+            return
+        if stream.expected is not None and stream.expected != stream.received:
+            error = RemoteProtocolError(
+                f"response body of {stream.received} bytes, content-length {stream.expected}"
             )
+            self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
             return
         final = body_event(stream.head, stream.head_sent, stream.parts, True)
         assert final is not None
-        self._end_stream(stream)
         self.requests_served += 1
-        self._pool.exchange_done(self, ex, final)
-        if self.goaway and not self.streams:
-            self.close("GOAWAY and no streams left")
+        self._end(stream, final)
 
-    def _end_stream(self, stream: _Stream) -> None:
-        """Forget a stream; hand back the connection window its unread data
-        held (else other streams would starve)."""
-        self.streams.pop(stream.id, None)
-        self._by_ex.pop(stream.ex, None)
-        if stream.ex.handler is self:
-            stream.ex.handler = None
-        held = stream.to_ack + sum(entry[1] for entry in stream.unread)
-        stream.to_ack = 0
-        stream.unread.clear()
+    def _end(
+        self,
+        stream: _Stream,
+        outcome: ResponseHead | BodyChunk | Exception | None,
+        retry: Retry = Retry.NO,
+        reset: ErrorCodes = ErrorCodes.CANCEL,
+    ) -> None:
+        """The one place an exchange ends here, whatever the outcome: forget
+        the stream, reset it (``reset``) unless it is closed both ways (an
+        upload the response made moot, a timeout, a cancel), count its
+        unread bytes as read for the connection window, then tell the pool."""
+        if self.streams.pop(stream.id, None) is None:
+            return
+        ex = stream.ex
+        self._by_ex.pop(ex, None)
+        if ex.handler is self:
+            ex.handler = None
+        stream.deadline = None
+        self._held -= stream.unread_bytes
         stream.unread_bytes = 0
-        if held:
-            try:
-                self._h2.acknowledge_received_data(held, stream.id)
-            except h2.exceptions.ProtocolError:
-                pass
+        stream.unread = []
+        stream.out = []
+        if not self.closed:
+            h2_stream = self._h2.streams.get(stream.id)
+            if h2_stream is not None and not h2_stream.closed:
+                try:
+                    self._h2.reset_stream(stream.id, reset)
+                except h2.exceptions.ProtocolError:
+                    pass
+            self._open_connection_window()
             self._schedule_flush()
         if not self.streams:
             self.idle_since = self._loop.time()
+            if self.goaway:
+                self.close("GOAWAY and no streams left")
+        self._pool.exchange_ended(self, ex, outcome, retry)
 
-    def _fail_stream(self, stream: _Stream, error: Exception, retry: str, reset: bool) -> None:
-        self._end_stream(stream)
-        if reset:
-            self._reset(stream)
-        self._pool.exchange_failed(self, stream.ex, error, retry)
+    # -- flow control --------------------------------------------------------------------
 
-    def _reset(self, stream: _Stream) -> None:
-        """RST_STREAM CANCEL, unless h2 already considers the stream closed."""
+    def _open_connection_window(self) -> None:
+        """Re-open the connection window for what arrived, unless callers
+        already hold CONNECTION_BUFFER unread bytes (then as they read)."""
+        due = self._window_due
+        if due >= WINDOW_ACK_MIN and self._held <= CONNECTION_BUFFER and not self.closed:
+            self._window_due = 0
+            self._h2.increment_flow_control_window(due)
+
+    def _open_stream_window(self, stream_id: int, n: int) -> None:
         try:
-            self._h2.reset_stream(stream.id, ErrorCodes.CANCEL)
-        except h2.exceptions.ProtocolError:
-            pass
-        self._schedule_flush()
-
-    def _fail_all(self, error: Exception, retry: str) -> None:
-        for stream in list(self.streams.values()):
-            self._fail_stream(stream, error, retry, reset=False)
+            self._h2.increment_flow_control_window(n, stream_id)
+        except (KeyError, h2.exceptions.ProtocolError):
+            pass  # the stream is closed on the server's side: no window to open
 
     # -- writing ------------------------------------------------------------------------
 
@@ -759,61 +664,45 @@ class HTTP2Connection:
 
     # -- deadlines ---------------------------------------------------------------------
 
-    def _set_deadline(self, stream: _Stream) -> None:
-        """Per-stream deadline; one lazy timer for the connection."""
-        ex = stream.ex
-        waiting_window = bool(stream.out) or self.transport.write_paused
-        timeout = ex.timeout.write if waiting_window else ex.timeout.read
-        if timeout is None:
-            stream.deadline = None
-            return
-        deadline = stream.deadline = self._loop.time() + timeout
-        timer = self._timer
-        if timer is None or self._timer_at > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._check_deadlines)
-            self._timer_at = deadline
+    def _touch(self, stream: _Stream) -> None:
+        """Progress on ``stream``: the write timeout while its request body
+        waits for the peer's window or the socket, else the read timeout."""
+        writing = bool(stream.out) or (bool(stream.unacked_upload) and self.transport.write_paused)
+        self._timer.touch(stream, stream.ex, writing)
 
-    def _check_deadlines(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        now = self._loop.time()
+    def _expire(self, now: float) -> float | None:
         earliest: float | None = None
         for stream in list(self.streams.values()):
             deadline = stream.deadline
-            if deadline is None:
+            if deadline is None or stream.id not in self.streams:
                 continue
             if deadline <= now:
-                if stream.out:
-                    error: Exception = WriteTimeout("timed out writing the request")
-                else:
-                    error = ReadTimeout("timed out reading the response")
-                self._fail_stream(stream, error, "no", reset=True)
+                self._end(stream, expiry_error(stream, stream.ex))
             elif earliest is None or deadline < earliest:
                 earliest = deadline
-        if earliest is not None:
-            self._timer = self._loop.call_at(earliest, self._check_deadlines)
-            self._timer_at = earliest
+        return earliest
 
     # -- life ---------------------------------------------------------------------------
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, error: Exception | None = None) -> None:
+        """End every stream still running (with ``error``, or an error naming
+        ``reason``), say GOAWAY after whatever h2 had queued, close, and tell
+        the pool; safe to call twice."""
         if self.closed:
             return
         if not self.transport.closing:
             try:
                 self._h2.close_connection()
-                self._flush()
             except h2.exceptions.ProtocolError:
-                pass
+                pass  # h2 already queued its own GOAWAY
+            self._flush()
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self.transport.close()
-        self._pool.connection_lost(self, reason)
+        failure = error or RemoteProtocolError(f"connection closed: {reason}")
+        for stream in list(self.streams.values()):
+            self._end(stream, failure)
+        self._pool.connection_closed(self, reason)
 
 
 def _code_name(code: object) -> str:

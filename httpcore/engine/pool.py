@@ -1,18 +1,17 @@
 # Runs on the engine thread only. Owns one Client's/PoolManager's connections
 # and its queue of requests waiting for one; no locks: one thread touches it.
-"""The connection pool: which connection serves which request.
+"""The connection pool: applies the planner's decisions, and nothing else decides.
 
-``_plan`` decides (share, reuse, wait, open, evict) as a plain function of
-the state; the methods around it do the I/O. A request that finds a free
-connection starts on it at once, without a task.
+A request that finds a connection ready for its origin (and nobody waiting
+before it) starts on it at once, without a task. Every other request
+waits in ``_waiting`` and is served by :meth:`Pool._schedule`, which asks
+:func:`planner.plan` and applies the plan: grants first, then new
+connections, then closes. Whatever a close (or a failed start) calls back
+into the pool only marks a rerun: planning never re-enters itself.
 
-Rules, in order, for a request to an origin:
-1. an HTTP/2 connection to it with a free stream;
-2. an idle HTTP/1.1 connection to it (most recently used first);
-3. wait, if a connection to it that may turn out HTTP/2 is being set up;
-4. a new connection, if ``max_connections`` allows;
-5. a new connection in place of an idle one to another origin;
-6. otherwise wait, at most the pool timeout.
+Rule of the slots: a slot is either connecting (with the exchange that asked
+for it, while that exchange still wants it) or holds a live connection; it
+leaves the pool exactly when its connection closes or its connect fails.
 """
 
 from __future__ import annotations
@@ -22,46 +21,60 @@ import itertools
 import logging
 import ssl
 from collections import deque
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .._config import Limits
-from .._exceptions import ConnectError, EngineClosed, HTTPCoreError, PoolTimeout, describe
+from .._exceptions import (
+    ConnectError,
+    EngineClosed,
+    HTTPCoreError,
+    PoolTimeout,
+    describe,
+)
 from .._models import Origin, ProxySpec
 from .connect import open_transport
 from .exchange import Exchange
 from .http2 import HTTP2Connection
 from .http11 import HTTP11Connection
-from .messages import BodyChunk, ConnectionInfo, PoolConfig, ResponseHead
+from .interfaces import Connection, Retry
+from .messages import ConnectionInfo, PoolConfig
+from .planner import SlotView, WaiterView, plan
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from .interfaces import FinalEvent
 
 logger = logging.getLogger("httpcore")
 
-MAX_RETRIES = 3
-"""Restarts of one request after GOAWAY / REFUSED_STREAM."""
+MAX_SAFE_RETRIES = 100
+"""Restarts of one request the server refused unprocessed (GOAWAY,
+REFUSED_STREAM), on top of its time budget: a server that refuses every
+stream ends in an error, never in a loop."""
 
 TRIM_GRACE = 0.25
 """Seconds idle connections above the keep-alive cap may wait to be reused."""
 
-_connection_ids = itertools.count(1)
+_MAX_RERUNS = 64
 
-Connection = HTTP11Connection | HTTP2Connection
+_connection_ids = itertools.count(1)
 
 
 class Slot:
     """A place in the pool: connecting, then holding a live connection."""
 
-    __slots__ = ("conn", "id", "idle", "may_share", "origin", "reserved")
+    __slots__ = ("conn", "id", "may_share", "origin", "owner", "ready", "task")
 
-    def __init__(self, origin: Origin, may_share: bool) -> None:
+    def __init__(self, origin: Origin, may_share: bool, owner: Exchange | None) -> None:
         self.id = next(_connection_ids)
         self.origin = origin
         self.conn: Connection | None = None
         self.may_share = may_share
         """Connecting, and may come up HTTP/2: same-origin requests wait for it."""
-        self.reserved = 0
-        """Streams granted to waiters that have not started on it yet."""
-        self.idle = False
-        """In the pool's idle stack for its origin (HTTP/1.1 only)."""
+        self.owner = owner
+        """While connecting: the exchange it is for, until that one leaves."""
+        self.task: asyncio.Task[None] | None = None
+        self.ready = False
+        """On its origin's ready stack (it may take an exchange now)."""
 
     @property
     def state(self) -> str:
@@ -70,30 +83,17 @@ class Slot:
             return "connecting"
         if conn.closed:
             return "closed"
-        return "active" if conn.active or self.reserved else "idle"
-
-    def spare(self) -> int:
-        """Streams a shared (HTTP/2) connection can still be granted."""
-        conn = self.conn
-        if not isinstance(conn, HTTP2Connection):
-            return 0
-        return conn.capacity() - self.reserved
+        return "active" if conn.active_streams else "idle"
 
 
-@dataclass(eq=False)
 class _Waiter:
-    origin: Origin
-    future: asyncio.Future[Slot]
+    __slots__ = ("ex", "fresh", "origin", "timer")
 
-
-@dataclass
-class Plan:
-    """What ``_plan`` decided: grants to make and idle connections to close."""
-
-    grants: list[tuple[_Waiter, Slot]] = field(default_factory=list)
-    evict: list[Slot] = field(default_factory=list)
-    expired: list[Slot] = field(default_factory=list)
-    new: int = 0
+    def __init__(self, ex: Exchange, origin: Origin, fresh: bool) -> None:
+        self.ex = ex
+        self.origin = origin
+        self.fresh = fresh
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Pool:
@@ -103,17 +103,20 @@ class Pool:
         self.config = config
         self.limits: Limits = config.limits
         self._ssl = ssl_context
+        self._alpn = (["h2"] if config.http2 else []) + (["http/1.1"] if config.http1 else [])
         proxy = config.proxy
         assert proxy is None or isinstance(proxy, ProxySpec)
         self._proxy: ProxySpec | None = proxy
         self._loop = asyncio.get_running_loop()
-        self._slots: list[Slot] = []
+        self._slots: dict[int, Slot] = {}
         self._by_conn: dict[Connection, Slot] = {}
-        self._idle: dict[Origin, list[Slot]] = {}
-        """Idle HTTP/1.1 connections per origin, most recently used last."""
-        self._shared: dict[Origin, list[Slot]] = {}
-        """Live HTTP/2 connections per origin."""
+        self._ready: dict[Origin, list[Slot]] = {}
+        """Per origin, slots that may take an exchange, most recently ready last;
+        entries go stale (busy, closed) and are dropped when met."""
         self._waiting: deque[_Waiter] = deque()
+        self._by_ex: dict[Exchange, _Waiter] = {}
+        self._planning = False
+        self._rerun = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._trimmer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -122,7 +125,7 @@ class Pool:
 
     def infos(self) -> list[ConnectionInfo]:
         out = []
-        for slot in self._slots:
+        for slot in self._slots.values():
             conn = slot.conn
             out.append(
                 ConnectionInfo(
@@ -140,20 +143,18 @@ class Pool:
         return len(self._waiting)
 
     def transports(self) -> list[Transport]:
-        return [slot.conn.transport for slot in self._slots if slot.conn is not None]
+        return [slot.conn.transport for slot in self._slots.values() if slot.conn is not None]
 
     # -- serving a request ---------------------------------------------------------
 
-    def submit(self, ex: Exchange, force_new: bool = False) -> None:
-        """Start ``ex`` on a free connection now, or in a task that waits/connects."""
+    def submit(self, ex: Exchange, fresh: bool = False) -> None:
+        """Start ``ex`` on a ready connection now, or queue it for the planner."""
         if self.closed:
             ex.fail(EngineClosed("pool is closed"))
             return
-        if not force_new and not self._waiting:
-            origin = self._key(ex)
-            slot = self._take_shared(origin) or self._take_idle(
-                origin, self._loop.time()
-            )
+        origin = self._key(ex)
+        if not fresh and not self._waiting:
+            slot = self._take_ready(origin)
             if slot is not None:
                 conn = slot.conn
                 assert conn is not None
@@ -163,46 +164,14 @@ class Pool:
                     )
                 conn.start(ex)
                 return
-        ex.task = self._loop.create_task(self._serve(ex, force_new))
-
-    async def _serve(self, ex: Exchange, force_new: bool) -> None:
-        try:
-            slot = await self._acquire(ex, force_new)
-            fresh = slot.conn is None
-            try:
-                conn = slot.conn if slot.conn is not None else await self._connect(slot, ex)
-            except BaseException:
-                self._forget_slot(slot)
-                raise
-            assert conn is not None
-        except asyncio.CancelledError:
-            if not ex.done:
-                ex.fail(EngineClosed("engine closed"))
-            return
-        except HTTPCoreError as exc:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("request failed request_id=%d error=%s", ex.id, describe(exc))
-            ex.fail(exc)
-            return
-        except Exception as exc:
-            logger.exception("internal error in the engine, request_id=%d", ex.id)
-            err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
-            err.__cause__ = exc
-            ex.fail(err)
-            return
-        finally:
-            ex.task = None
-        if ex.done:
-            self._release(conn)
-        elif conn.closed or (isinstance(conn, HTTP2Connection) and conn.capacity() <= 0):
-            self.submit(ex)
-            return
-        else:
-            if not fresh and logger.isEnabledFor(logging.DEBUG):
-                logger.debug("connection reused connection_id=%d request_id=%d", slot.id, ex.id)
-            conn.start(ex)
-        if fresh:
-            self._schedule()
+        waiter = _Waiter(ex, origin, fresh)
+        timeout = ex.timeout.pool
+        if timeout is not None:
+            waiter.timer = self._loop.call_later(timeout, self._pool_timeout, waiter, timeout)
+        self._waiting.append(waiter)
+        self._by_ex[ex] = waiter
+        ex.handler = self
+        self._schedule()
 
     def _key(self, ex: Exchange) -> Origin:
         """The origin a connection for ``ex`` goes to: through a forwarding
@@ -213,90 +182,220 @@ class Pool:
             return proxy.origin
         return origin
 
-    def _take_shared(self, origin: Origin) -> Slot | None:
-        for slot in self._shared.get(origin, ()):
-            if slot.spare() > 0:
+    def _take_ready(self, origin: Origin) -> Slot | None:
+        """The most recently ready connection to ``origin`` that takes an
+        exchange now; stale entries are dropped, expired ones closed."""
+        stack = self._ready.get(origin)
+        if not stack:
+            return None
+        expiry = self.limits.keepalive_expiry
+        now = self._loop.time()
+        while stack:
+            slot = stack[-1]
+            conn = slot.conn
+            assert conn is not None
+            if conn.capacity() > 0:
+                if not conn.active_streams and conn.has_expired(now, expiry):
+                    stack.pop()
+                    slot.ready = False
+                    conn.close("keep-alive expired")
+                    continue
                 return slot
+            stack.pop()
+            slot.ready = False
         return None
 
-    def _take_idle(self, origin: Origin, now: float) -> Slot | None:
-        expired: list[Slot] = []
-        slot = self._find_idle(origin, now, expired)
-        for old in expired:
-            self._drop(old, "keep-alive expired")
-        return slot
+    def _mark_ready(self, slot: Slot) -> None:
+        if not slot.ready:
+            slot.ready = True
+            self._ready.setdefault(slot.origin, []).append(slot)
 
-    async def _acquire(self, ex: Exchange, force_new: bool) -> Slot:
-        """A free connection's slot, or a fresh slot to connect; may wait."""
-        origin = self._key(ex)
-        loop = self._loop
-        if not self._waiting:
-            slot = None
-            if not force_new:
-                slot = self._take_shared(origin) or self._take_idle(origin, loop.time())
-            if slot is not None:
-                return slot
-            if (force_new or not self._connecting_shareable(origin)) and self._room(Plan()):
-                slot = Slot(origin, self._may_share(origin))
-                self._slots.append(slot)
-                return slot
-        future: asyncio.Future[Slot] = loop.create_future()
-        waiter = _Waiter(origin, future)
-        self._waiting.append(waiter)
-        self._schedule()
-        timeout = ex.timeout.pool
-        handle = None if timeout is None else loop.call_later(timeout, _expire, future, timeout)
+    # -- the exchange's handler while it waits -----------------------------------------
+
+    def on_upload(self, ex: Exchange) -> None:
+        """Upload pieces wait in ``ex.upload`` until a connection takes it."""
+
+    def on_credit(self, ex: Exchange, consumed: int) -> None:
+        """No body yet: nothing to do."""
+
+    def on_abandon(self, ex: Exchange) -> None:
+        """The caller left while ``ex`` waited or its connection was opened:
+        forget it; a connection being opened for it goes on for others."""
+        ex.handler = None
+        waiter = self._by_ex.pop(ex, None)
+        if waiter is not None:
+            self._drop_waiter(waiter)
+            return
+        for slot in self._slots.values():
+            if slot.owner is ex:
+                slot.owner = None
+
+    def _drop_waiter(self, waiter: _Waiter) -> None:
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+            waiter.timer = None
         try:
-            slot = await future
-        except BaseException:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._give_back(future.result())
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
-            if not future.done():
-                future.cancel()
-            try:
-                self._waiting.remove(waiter)
-            except ValueError:
-                pass
-        if slot.conn is not None:
-            slot.reserved -= 1
-        return slot
+            self._waiting.remove(waiter)
+        except ValueError:
+            pass
 
-    def _forwarding(self, origin: Origin) -> bool:
-        return self._proxy is not None and origin == self._proxy.origin
+    def _pool_timeout(self, waiter: _Waiter, timeout: float) -> None:
+        waiter.timer = None
+        if self._by_ex.pop(waiter.ex, None) is None:
+            return
+        self._drop_waiter(waiter)
+        waiter.ex.handler = None
+        waiter.ex.fail(PoolTimeout(f"no connection free within the pool timeout ({timeout:g} s)"))
+
+    # -- planning ------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Plan and apply until nothing the plan did asks for another pass.
+
+        Applying a plan closes connections and starts exchanges, which call
+        back here; those calls only set ``_rerun``.
+        """
+        if self._planning:
+            self._rerun = True
+            return
+        if not self._waiting:
+            return
+        self._planning = True
+        try:
+            for _ in range(_MAX_RERUNS):
+                self._rerun = False
+                if self._waiting and not self.closed:
+                    self._apply_plan()
+                if not self._rerun:
+                    return
+            self._loop.call_soon(self._schedule)
+        finally:
+            self._planning = False
+            self._rerun = False
+
+    def _apply_plan(self) -> None:
+        waiters = list(self._waiting)
+        slots = list(self._slots.values())
+        now = self._loop.time()
+        expiry = self.limits.keepalive_expiry
+        views = [self._view(slot, now, expiry) for slot in slots]
+        wanted = [
+            WaiterView(w.origin, w.fresh, self._may_share(w.origin)) for w in waiters
+        ]
+        decided = plan(wanted, views, self.limits.max_connections)
+        by_id = {slot.id: slot for slot in slots}
+        for index, slot_id in decided.grants:
+            waiter = waiters[index]
+            slot = by_id[slot_id]
+            conn = slot.conn
+            if conn is None or conn.capacity() <= 0 or waiter.ex not in self._by_ex:
+                self._rerun = True  # the state moved under the plan: plan again
+                continue
+            self._unqueue(waiter)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "connection reused connection_id=%d request_id=%d", slot.id, waiter.ex.id
+                )
+            conn.start(waiter.ex)
+        for index in decided.opens:
+            waiter = waiters[index]
+            if waiter.ex not in self._by_ex:
+                continue
+            self._unqueue(waiter)
+            self._open(waiter.origin, waiter.ex)
+        for slot_id, reason in decided.closes:
+            self._close_slot(by_id[slot_id], reason)
+
+    def _view(self, slot: Slot, now: float, expiry: float | None) -> SlotView:
+        conn = slot.conn
+        if conn is None:
+            return SlotView(slot.id, slot.origin, True, slot.may_share, 0, False, 0.0, False)
+        idle = not conn.active_streams and not conn.closed
+        return SlotView(
+            slot.id,
+            slot.origin,
+            False,
+            not conn.settled,
+            conn.capacity(),
+            idle,
+            conn.idle_since,
+            conn.has_expired(now, expiry),
+        )
+
+    def _unqueue(self, waiter: _Waiter) -> None:
+        self._by_ex.pop(waiter.ex, None)
+        self._drop_waiter(waiter)
+        waiter.ex.handler = None
 
     def _may_share(self, origin: Origin) -> bool:
         if not self.config.http2 or self._forwarding(origin):
             return False
         return origin.scheme == b"https" or not self.config.http1
 
-    def _connecting_shareable(self, origin: Origin) -> bool:
-        """A connection to ``origin`` that may yet take more streams is on its
-        way: still connecting (and may come up HTTP/2), or HTTP/2 without the
-        server's SETTINGS yet. Requests to that origin wait for it."""
-        if any(
-            slot.conn is None and slot.may_share and slot.origin == origin for slot in self._slots
-        ):
-            return True
-        return any(
-            isinstance(slot.conn, HTTP2Connection) and not slot.conn.settled
-            for slot in self._shared.get(origin, ())
-        )
+    def _forwarding(self, origin: Origin) -> bool:
+        return self._proxy is not None and origin == self._proxy.origin
 
-    async def _connect(self, slot: Slot, ex: Exchange) -> Connection:
+    # -- opening ------------------------------------------------------------------------
+
+    def _open(self, origin: Origin, ex: Exchange) -> None:
+        slot = Slot(origin, self._may_share(origin), ex)
+        self._slots[slot.id] = slot
+        ex.handler = self
+        slot.task = self._loop.create_task(self._connect(slot, ex))
+
+    async def _connect(self, slot: Slot, ex: Exchange) -> None:
+        """Open the slot's connection, then run its owner on it (if the owner
+        still wants it); a failure fails the owner and frees the slot."""
+        try:
+            conn = await self._new_connection(slot, ex)
+        except asyncio.CancelledError:
+            self._connect_failed(slot, EngineClosed("pool closed while connecting"))
+            return
+        except HTTPCoreError as exc:
+            self._connect_failed(slot, exc)
+            return
+        except Exception as exc:
+            logger.exception("internal error in the engine, request_id=%d", ex.id)
+            err = HTTPCoreError(f"internal error in the engine: {describe(exc)}")
+            err.__cause__ = exc
+            self._connect_failed(slot, err)
+            return
+        finally:
+            slot.task = None
+        owner, slot.owner = slot.owner, None
+        if owner is not None and not owner.done:
+            owner.handler = None
+            if conn.capacity() > 0:
+                conn.start(owner)
+            else:
+                self.submit(owner)
+        if not conn.closed and conn.capacity() > 0:
+            self._mark_ready(slot)
+        self._schedule()
+
+    def _connect_failed(self, slot: Slot, error: HTTPCoreError) -> None:
+        self._slots.pop(slot.id, None)
+        owner, slot.owner = slot.owner, None
+        if owner is not None and not owner.done:
+            owner.handler = None
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("request failed request_id=%d error=%s", owner.id, describe(error))
+            owner.fail(error)
+        self._schedule()
+
+    async def _new_connection(self, slot: Slot, ex: Exchange) -> Connection:
         proxy = self._proxy
         forward = proxy is not None and self._forwarding(slot.origin)
         # A forwarding proxy is the origin of its connections; any other
         # proxy is a tunnel to the origin.
-        ctx, tunnel = self._ssl, proxy
+        ctx, tunnel, offer = self._ssl, proxy, self._alpn
         if forward:
             assert proxy is not None
-            ctx, tunnel = proxy.ssl_context or self._ssl, None
-        transport = await open_transport(slot.origin, ctx, ex.timeout, self.config.retries, tunnel)
-        if self.closed or slot not in self._slots:
+            ctx, tunnel, offer = proxy.ssl_context or self._ssl, None, ["http/1.1"]
+        transport = await open_transport(
+            slot.origin, ctx, ex.timeout, self.config.retries, tunnel, offer
+        )
+        if self.closed or slot.id not in self._slots:
             transport.close()
             raise EngineClosed("pool closed while connecting")
         tls, alpn = transport.tls_info()
@@ -304,9 +403,11 @@ class Pool:
         if forward:
             assert proxy is not None
             conn = HTTP11Connection(slot.id, slot.origin, transport, self, proxy.headers)
+        elif alpn == "h2" and not self.config.http2:
+            transport.close()
+            raise ConnectError(f"{slot.origin} negotiated HTTP/2 (ALPN h2) but http2=False")
         elif alpn == "h2" or (slot.origin.scheme == b"http" and not self.config.http1):
             conn = HTTP2Connection(slot.id, slot.origin, transport, self)
-            self._shared.setdefault(slot.origin, []).append(slot)
         elif not self.config.http1:
             transport.close()
             raise ConnectError(
@@ -327,174 +428,104 @@ class Pool:
 
     # -- hooks the connections call --------------------------------------------------------
 
-    def exchange_done(
-        self, conn: Connection, ex: Exchange, final: ResponseHead | BodyChunk
+    def exchange_ended(
+        self, conn: Connection, ex: Exchange, outcome: FinalEvent | Exception | None, retry: Retry
     ) -> None:
-        self._release(conn)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("request ended request_id=%d", ex.id)
-        ex.finish(final)
+        """Answer the caller (or start the request again elsewhere), then
+        hand what ``conn`` freed to whoever waits."""
+        slot = self._by_conn.get(conn)
+        if slot is not None and not conn.closed and conn.capacity() > 0:
+            self._mark_ready(slot)
+        if isinstance(outcome, Exception):
+            if not ex.done and self._may_retry(ex, retry, outcome):
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "request retried request_id=%d after %s", ex.id, describe(outcome)
+                    )
+                # A stale keep-alive may have stale siblings: take a new one.
+                self.submit(ex, fresh=retry is Retry.IF_IDEMPOTENT)
+            else:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("request failed request_id=%d error=%s", ex.id, describe(outcome))
+                ex.fail(self._final_error(ex, outcome, retry))
+        elif outcome is not None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("request ended request_id=%d", ex.id)
+            ex.finish(outcome)
+        self._released(conn)
 
-    def exchange_failed(self, conn: Connection, ex: Exchange, error: Exception, retry: str) -> None:
-        """Start again elsewhere when the server cannot have processed the
-        request: "safe" (GOAWAY, REFUSED_STREAM) for a replayable request, up
-        to MAX_RETRIES times; "if_idempotent" (a stale keep-alive) once, for
-        idempotent ones; "requeue" (never sent) always."""
-        debug = logger.isEnabledFor(logging.DEBUG)
-        replayable = not ex.request.streaming_body
-        if retry == "requeue":
-            allowed = True
-        elif retry == "safe":
-            allowed = replayable and ex.retries < MAX_RETRIES
-        else:
-            allowed = retry == "if_idempotent" and ex.request.idempotent and ex.retries == 0
-        self._release(conn)
-        if allowed and not ex.done and not self.closed:
-            if retry != "requeue":
-                ex.retries += 1
-            if debug:
-                logger.debug(
-                    "request retried on a new connection request_id=%d after %s",
-                    ex.id, describe(error),
-                )
-            # A stale keep-alive may have stale siblings: take a new one. After
-            # GOAWAY the old connection is no longer shared anyway.
-            self.submit(ex, force_new=retry == "if_idempotent")
-            return
-        if debug:
-            logger.debug("request failed request_id=%d error=%s", ex.id, describe(error))
-        ex.fail(error)
+    def _may_retry(self, ex: Exchange, retry: Retry, error: Exception) -> bool:
+        if self.closed or retry is Retry.NO:
+            return False
+        if retry is Retry.REQUEUE:
+            return True
+        if retry is Retry.IF_IDEMPOTENT:
+            allowed = ex.request.idempotent and not ex.stale_retried
+            ex.stale_retried = True
+            return allowed
+        if ex.request.streaming_body or ex.retries >= MAX_SAFE_RETRIES:
+            return False
+        budget = _retry_budget(ex)
+        if budget is not None and self._loop.time() - ex.born > budget:
+            return False
+        ex.retries += 1
+        return True
 
-    def exchange_released(self, conn: Connection) -> None:
-        """A stream was cancelled: its place on ``conn`` is free again."""
-        self._release(conn)
+    def _final_error(self, ex: Exchange, error: Exception, retry: Retry) -> Exception:
+        """Say so when a request ran out of retries the server kept refusing."""
+        if retry is not Retry.SAFE or not ex.retries:
+            return error
+        spent = self._loop.time() - ex.born
+        final = type(error)(
+            f"{error} (refused unprocessed {ex.retries + 1} times in {spent:.1f} s;"
+            " the server takes no new requests)"
+        )
+        final.__cause__ = error
+        return final
 
     def capacity_changed(self, conn: Connection) -> None:
         """The server changed how many streams ``conn`` takes (or sent GOAWAY)."""
         slot = self._by_conn.get(conn)
-        if slot is not None and isinstance(conn, HTTP2Connection) and conn.goaway:
-            self._unshare(slot)
+        if slot is not None and not conn.closed and conn.capacity() > 0:
+            self._mark_ready(slot)
         self._schedule()
 
-    def connection_lost(self, conn: Connection, reason: str) -> None:
+    def connection_closed(self, conn: Connection, reason: str) -> None:
         slot = self._by_conn.pop(conn, None)
         if slot is not None:
-            self._remove_idle(slot)
-            self._unshare(slot)
-            if slot in self._slots:
-                self._slots.remove(slot)
+            self._slots.pop(slot.id, None)
+            stack = self._ready.get(slot.origin)
+            if slot.ready and stack is not None:
+                stack.remove(slot)
+                slot.ready = False
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("connection closed connection_id=%d reason=%s", conn.id, reason)
         self._schedule()
 
-    # -- decisions (no I/O) ------------------------------------------------------------
-
-    def _find_idle(self, origin: Origin, now: float, expired: list[Slot]) -> Slot | None:
-        """Pop the most recently used idle HTTP/1.1 connection to ``origin``;
-        expired ones met on the way go to ``expired``."""
-        stack = self._idle.get(origin)
-        expiry = self.limits.keepalive_expiry
-        while stack:
-            slot = stack.pop()
-            slot.idle = False
-            conn = slot.conn
-            assert conn is not None
-            if conn.has_expired(now, expiry):
-                expired.append(slot)
-                continue
-            return slot
-        return None
-
-    def _room(self, plan: Plan) -> bool:
-        limit = self.limits.max_connections
-        if limit is None:
-            return True
-        gone = {s.id for s in plan.evict} | {s.id for s in plan.expired}
-        live = sum(1 for s in self._slots if s.id not in gone) + plan.new
-        return live < limit
-
-    def _plan(self, now: float) -> Plan:
-        """Serve waiters in order by the rules in the module docstring."""
-        plan = Plan()
-        opening: dict[Origin, Slot] = {}
-        for waiter in list(self._waiting):
-            if waiter.future.done():
-                continue
-            origin = waiter.origin
-            slot = self._take_shared(origin)
-            if slot is not None:
-                slot.reserved += 1
-            else:
-                slot = self._find_idle(origin, now, plan.expired)
-            if slot is None and (origin in opening or self._connecting_shareable(origin)):
-                continue
-            if slot is None and self._room(plan):
-                slot = Slot(origin, self._may_share(origin))
-                plan.new += 1
-            elif slot is None:
-                victim = next((st[0] for st in self._idle.values() if st), None)
-                if victim is None:
-                    continue
-                self._remove_idle(victim)
-                plan.evict.append(victim)
-                slot = Slot(origin, self._may_share(origin))
-                plan.new += 1
-            if slot.may_share and slot.conn is None:
-                opening[origin] = slot
-            plan.grants.append((waiter, slot))
-        return plan
-
-    def _schedule(self) -> None:
-        """Apply ``_plan``: close what it evicts, hand out what it grants."""
-        if not self._waiting:
-            return
-        plan = self._plan(self._loop.time())
-        for slot in plan.expired:
-            self._drop(slot, "keep-alive expired")
-        for slot in plan.evict:
-            self._drop(slot, "evicted for another origin")
-        granted = {id(w) for w, _ in plan.grants}
-        self._waiting = deque(
-            w for w in self._waiting if id(w) not in granted and not w.future.done()
-        )
-        for waiter, slot in plan.grants:
-            if slot.conn is None:
-                self._slots.append(slot)
-            elif isinstance(slot.conn, HTTP11Connection):
-                slot.reserved = 1
-            waiter.future.set_result(slot)
-
     # -- releasing ---------------------------------------------------------------------
 
-    def _release(self, conn: Connection) -> None:
-        """An exchange ended on ``conn``: serve waiters with what it frees,
-        keep it idle, or let the trimmer close it later."""
-        if self.closed and not conn.closed:
-            conn.close("pool closed")
+    def _released(self, conn: Connection) -> None:
+        """An exchange left ``conn``: serve waiters with it, keep it idle,
+        or let the trimmer close it later."""
+        if self.closed:
+            if not conn.closed and not conn.active_streams:
+                conn.close("pool closed")
             return
-        slot = self._by_conn.get(conn)
-        if slot is not None and isinstance(conn, HTTP11Connection):
-            if conn.is_idle() and not slot.reserved:
-                self._push_idle(slot)
         self._schedule()
         keep = self.limits.max_keepalive_connections
-        if keep is not None:
+        if keep is not None and not conn.closed and not conn.active_streams:
             if keep == 0:
-                if conn.is_idle() and (slot is None or not slot.reserved):
-                    conn.close("max_keepalive_connections=0")
+                conn.close("max_keepalive_connections=0")
             elif self._trimmer is None and len(self._slots) > keep and self._count_idle() > keep:
                 self._trimmer = self._loop.call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
 
     def _idle_slots(self) -> list[Slot]:
-        out = [s for stack in self._idle.values() for s in stack]
-        out += [
+        return [
             s
-            for stack in self._shared.values()
-            for s in stack
-            if s.conn is not None and s.conn.is_idle() and not s.reserved
+            for s in self._slots.values()
+            if s.conn is not None and not s.conn.active_streams and not s.conn.closed
         ]
-        return out
 
     def _count_idle(self) -> int:
         return len(self._idle_slots())
@@ -510,47 +541,13 @@ class Pool:
         keep = self.limits.max_keepalive_connections
         if keep is None or self.closed:
             return
-        idle = sorted(
-            self._idle_slots(), key=lambda s: s.conn.idle_since if s.conn else 0.0
-        )
+        idle = sorted(self._idle_slots(), key=lambda s: s.conn.idle_since if s.conn else 0.0)
         for old in idle[: max(0, len(idle) - keep)]:
-            self._drop(old, "too many idle connections")
+            self._close_slot(old, "too many idle connections")
 
-    def _push_idle(self, slot: Slot) -> None:
-        if not slot.idle:
-            slot.idle = True
-            self._idle.setdefault(slot.origin, []).append(slot)
-
-    def _remove_idle(self, slot: Slot) -> None:
-        if slot.idle:
-            slot.idle = False
-            stack = self._idle.get(slot.origin)
-            if stack is not None:
-                stack.remove(slot)
-
-    def _unshare(self, slot: Slot) -> None:
-        stack = self._shared.get(slot.origin)
-        if stack is not None and slot in stack:
-            stack.remove(slot)
-
-    def _give_back(self, slot: Slot) -> None:
-        """A granted slot its waiter never used (cancelled meanwhile)."""
-        if slot.conn is None:
-            self._forget_slot(slot)
-        else:
-            slot.reserved = max(0, slot.reserved - 1)
-            self._release(slot.conn)
-
-    def _forget_slot(self, slot: Slot) -> None:
-        if slot.conn is None and slot in self._slots:
-            self._slots.remove(slot)
-            self._schedule()
-
-    def _drop(self, slot: Slot, reason: str) -> None:
+    def _close_slot(self, slot: Slot, reason: str) -> None:
         if slot.conn is not None:
             slot.conn.close(reason)
-        else:
-            self._forget_slot(slot)
 
     # -- keep-alive expiry -------------------------------------------------------------
 
@@ -573,24 +570,41 @@ class Pool:
 
     # -- close ---------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, error: Exception | None = None) -> None:
+        """Fail every request of this pool (waiting, connecting, running) with
+        ``error`` (EngineClosed by default) and close every connection."""
+        if self.closed:
+            return
         self.closed = True
+        failure = error or EngineClosed("pool closed")
         for timer in (self._sweeper, self._trimmer):
             if timer is not None:
                 timer.cancel()
         self._sweeper = self._trimmer = None
-        for slot in list(self._slots):
-            if slot.conn is not None:
-                slot.conn.close("pool closed")
-        self._slots.clear()
         waiting, self._waiting = self._waiting, deque()
+        self._by_ex.clear()
         for waiter in waiting:
-            if not waiter.future.done():
-                waiter.future.set_exception(EngineClosed("pool closed"))
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            waiter.ex.handler = None
+            waiter.ex.fail(failure)
+        for slot in list(self._slots.values()):
+            if slot.conn is not None:
+                slot.conn.close("pool closed", failure)
+            else:
+                owner, slot.owner = slot.owner, None
+                if owner is not None:
+                    owner.handler = None
+                    owner.fail(failure)
+                if slot.task is not None:
+                    slot.task.cancel()
+        self._slots.clear()
+        self._ready.clear()
 
 
-def _expire(future: asyncio.Future[Slot], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            PoolTimeout(f"no connection free within the pool timeout ({timeout:g}s)")
-        )
+def _retry_budget(ex: Exchange) -> float | None:
+    """How long a request may keep being retried after refusals: its
+    longest phase timeout (None: no time limit, only MAX_SAFE_RETRIES)."""
+    t = ex.timeout
+    phases = [p for p in (t.connect, t.read, t.write, t.pool) if p is not None]
+    return max(phases) if phases else None

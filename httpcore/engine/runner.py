@@ -8,6 +8,7 @@ import asyncio
 import atexit
 import logging
 import os
+import queue
 import ssl
 import threading
 import weakref
@@ -72,6 +73,9 @@ class Engine:
     def __init__(self, *, name: str = "httpcore-engine", loop: str | None = None) -> None:
         self._lock = threading.Lock()
         self._inbox: deque[Command] = deque()
+        self._gc_inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        """Messages posted from finalizers: no lock, as the garbage collector
+        may run them on any thread, the engine's (holding ``_lock``) included."""
         self._scheduled = False
         self._closed = False
         self._generation = _fork_generation
@@ -113,6 +117,21 @@ class Engine:
                 else:
                     assert self._loop is not None
                     self._loop.call_soon_threadsafe(self._drain)
+
+    def post(self, msg: CancelRequest | ClosePool) -> None:
+        """Hand ``msg`` to the engine without taking any lock: safe in
+        ``__del__`` and weakref finalizers, on any thread. Dropped when the
+        engine is closed or belongs to the parent process."""
+        if self._closed or self._generation != _fork_generation:
+            return
+        self._gc_inbox.put(msg)
+        try:
+            if self._wake_fd >= 0:
+                os.eventfd_write(self._wake_fd, 1)
+            elif self._loop is not None:
+                self._loop.call_soon_threadsafe(self._drain)
+        except (OSError, RuntimeError):
+            pass  # the engine is stopping: nothing left to cancel or close
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread: in-flight requests fail with EngineClosed."""
@@ -175,6 +194,8 @@ class Engine:
             inbox = self._inbox
             self._inbox = deque()
             self._scheduled = False
+        while not self._gc_inbox.empty():
+            inbox.append(self._gc_inbox.get_nowait())
         for msg in inbox:
             try:
                 self._dispatch(msg)
@@ -232,7 +253,8 @@ class Engine:
             ctx = msg.pool.ssl_context
             assert isinstance(ctx, ssl.SSLContext)
             pool = self._pools[msg.pool] = Pool(msg.pool, ctx)
-        ex = Exchange(msg, self._forget, self._outbox)
+        assert self._loop is not None
+        ex = Exchange(msg, self._forget, self._outbox, self._loop.time())
         self._exchanges[ex.id] = ex
         if logger.isEnabledFor(logging.DEBUG):
             req = msg.request
@@ -250,14 +272,14 @@ class Engine:
         self._loop.create_task(self._stop())
 
     async def _stop(self) -> None:
-        for ex in list(self._exchanges.values()):
-            ex.fail(EngineClosed("engine closed"))
-            ex.abandon()
         transports = []
         for pool in self._pools.values():
             transports.extend(pool.transports())
-            pool.close()
+            pool.close(EngineClosed("engine closed"))
         self._pools.clear()
+        for ex in list(self._exchanges.values()):  # none, unless a bug left one
+            ex.fail(EngineClosed("engine closed"))
+            ex.abandon()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         self._outbox.flush()
@@ -280,13 +302,13 @@ class Engine:
                     msg.reply(([], 0))
                 except Exception:
                     pass
-        for ex in list(self._exchanges.values()):
-            ex.fail(closed)
         for pool in self._pools.values():
             for t in pool.transports():
                 t.abort()
-            pool.close()
+            pool.close(closed)
         self._pools.clear()
+        for ex in list(self._exchanges.values()):
+            ex.fail(closed)
         self._outbox.flush()
         try:
             tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]

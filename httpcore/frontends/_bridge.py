@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import queue
 import ssl
+import weakref
 from collections import deque
 
 from .._config import Limits, Proxy, Timeout, TimeoutTypes, default_ssl_context, to_timeout
@@ -77,8 +78,7 @@ def make_config(
             ctx.set_alpn_protocols(protocols)
             ctx = _default_contexts.setdefault(key, ctx)
     elif isinstance(ssl_context, ssl.SSLContext):
-        ctx = ssl_context
-        ctx.set_alpn_protocols(protocols)
+        ctx = ssl_context  # the engine sets ALPN per connection (ALPNContext)
     else:
         raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl_context).__name__}")
     return PoolConfig(
@@ -125,6 +125,9 @@ class FrontendBase:
         self._timeout: Timeout = to_timeout(timeout)
         self._engine = engine
         self._closed = False
+        # Dropped without close(): its pool in the engine is closed too.
+        self._finalizer = weakref.finalize(self, _release_pool, engine, self._config)
+        self._finalizer.atexit = False
 
     def _get_engine(self) -> Engine:
         if self._closed:
@@ -136,6 +139,7 @@ class FrontendBase:
         if self._closed:
             return
         self._closed = True
+        self._finalizer.detach()
         engine = self._engine if self._engine is not None else runner._default
         if engine is not None and engine.alive:
             try:
@@ -186,6 +190,14 @@ class FrontendBase:
             return f"<{name}>"
         idle = sum(1 for info in infos if info.state == "idle")
         return f"<{name} [active={len(infos) - idle} queued={queued} idle={idle}]>"
+
+
+def _release_pool(engine: Engine | None, config: PoolConfig) -> None:
+    """A frontend was garbage-collected: close its pool (no lock taken: the
+    collector may run this anywhere, the engine thread included)."""
+    engine = engine if engine is not None else runner._default
+    if engine is not None:
+        engine.post(ClosePool(config))
 
 
 def head_or_raise(event: Event) -> ResponseHead:
@@ -255,6 +267,7 @@ class ResponseBase:
         "_ended",
         "_engine",
         "_first",
+        "_owner",
         "_request_id",
         "_streamed",
         "headers",
@@ -264,7 +277,17 @@ class ResponseBase:
     )
     _read = "read()"
 
-    def __init__(self, head: ResponseHead, engine: Engine, request_id: int, stream: bool) -> None:
+    def __init__(
+        self,
+        head: ResponseHead,
+        owner: FrontendBase,
+        engine: Engine,
+        request_id: int,
+        stream: bool,
+    ) -> None:
+        self._owner = owner
+        """Keeps the Client/PoolManager (and so its pool) alive while this
+        response may still be read."""
         self.status_code: int = head.status_code
         self.reason: bytes = head.reason
         self.headers: list[tuple[bytes, bytes]] = head.headers
@@ -311,6 +334,13 @@ class ResponseBase:
             except EngineClosed:
                 pass
 
+    def _first_chunk(self) -> bytes:
+        """The body bytes that came with the head, credited like any chunk."""
+        first, self._first = self._first, b""
+        if first:
+            self._credit(len(first))
+        return first
+
     def _cancel(self) -> None:
         """Release the stream; an unfinished one is cancelled in the engine."""
         if not self._ended:
@@ -319,7 +349,8 @@ class ResponseBase:
             cancel_request(self._engine, self._request_id)
 
     def __del__(self) -> None:
-        try:
-            self._cancel()
-        except Exception:
-            pass
+        # No lock here: the garbage collector may run this on the engine
+        # thread while it holds the inbox lock.
+        if not self._ended:
+            self._ended = True
+            self._engine.post(CancelRequest(self._request_id))

@@ -10,10 +10,17 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 
 from .._config import TimeoutTypes
-from .._exceptions import StreamConsumed
+from .._exceptions import EngineClosed, StreamConsumed
 from .._models import HeaderTypes, build_request
 from ..engine import runner
-from ..engine.messages import Event, ResponseHead, SendBody, UploadAck
+from ..engine.messages import (
+    ConnectionInfo,
+    Event,
+    QueryPool,
+    ResponseHead,
+    SendBody,
+    UploadAck,
+)
 from ..engine.runner import Engine
 from ._bridge import (
     UPLOAD_WINDOW,
@@ -35,12 +42,13 @@ class AsyncResponse(ResponseBase):
     def __init__(
         self,
         head: ResponseHead,
+        owner: PoolManager,
         engine: Engine,
         request_id: int,
         receiver: AsyncReceiver,
         stream: bool,
     ) -> None:
-        super().__init__(head, engine, request_id, stream)
+        super().__init__(head, owner, engine, request_id, stream)
         self._receiver = receiver
 
     def stream(self) -> AsyncIterator[bytes]:
@@ -56,7 +64,7 @@ class AsyncResponse(ResponseBase):
                 yield self._body
             return
         try:
-            first, self._first = self._first, b""
+            first = self._first_chunk()
             if first:
                 yield first
             receiver = self._receiver
@@ -118,7 +126,30 @@ class PoolManager(FrontendBase):
         except BaseException:
             cancel_request(engine, request_id)
             raise
-        return AsyncResponse(head_or_raise(event), engine, request_id, receiver, stream)
+        return AsyncResponse(head_or_raise(event), self, engine, request_id, receiver, stream)
+
+    async def aconnections(self) -> list[ConnectionInfo]:
+        """A snapshot from the engine, awaited without blocking this loop."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[list[ConnectionInfo], int]] = loop.create_future()
+
+        def reply(result: tuple[list[ConnectionInfo], int]) -> None:
+            loop.call_soon_threadsafe(_settle, answer, result)
+
+        self._get_engine().submit(QueryPool(self._config, reply))
+        try:
+            infos, _ = await asyncio.wait_for(answer, 10)
+        except asyncio.TimeoutError:
+            raise EngineClosed("the engine did not answer within 10 s") from None
+        return infos
+
+    def __repr__(self) -> str:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return super().__repr__()
+        # Asking the engine would block this loop.
+        return f"<PoolManager{' [closed]' if self._closed else ''}>"
 
     async def aclose(self) -> None:
         self._close_pool()
@@ -168,6 +199,14 @@ async def _upload(
         event = await receiver.get()
         if type(event) is not UploadAck:
             return event
+
+
+def _settle(
+    future: asyncio.Future[tuple[list[ConnectionInfo], int]],
+    result: tuple[list[ConnectionInfo], int],
+) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 _default_manager: dict[int, PoolManager] = {}

@@ -31,12 +31,13 @@ class Response(ResponseBase):
     def __init__(
         self,
         head: ResponseHead,
+        owner: Client,
         engine: Engine,
         request_id: int,
         replies: queue.SimpleQueue[Event],
         stream: bool,
     ) -> None:
-        super().__init__(head, engine, request_id, stream)
+        super().__init__(head, owner, engine, request_id, stream)
         self._queue = replies
 
     def stream(self) -> Iterator[bytes]:
@@ -52,7 +53,7 @@ class Response(ResponseBase):
 
     def _iter(self) -> Iterator[bytes]:
         try:
-            first, self._first = self._first, b""
+            first = self._first_chunk()
             if first:
                 yield first
             while not self._ended:
@@ -117,7 +118,7 @@ class Client(FrontendBase):
         except BaseException:
             cancel_request(engine, request_id)
             raise
-        return Response(head_or_raise(event), engine, request_id, replies, stream)
+        return Response(head_or_raise(event), self, engine, request_id, replies, stream)
 
     def close(self) -> None:
         """Close this client's connections; later requests raise EngineClosed."""
