@@ -26,6 +26,18 @@ run() {
 run pytest .venv/bin/python -m pytest -q "$@"
 # The same suite with the engine loop on uvloop (the `speed` extra).
 run pytest-uvloop env HTTPCORE_LOOP=uvloop .venv/bin/python -m pytest -q "$@"
+# The HTTP/2 tests again on the lowest h2, hpack and hyperframe that
+# pyproject allows (.venv has the highest): h2compat's patches must hold on both.
+if [ "$#" -eq 0 ]; then
+    H2_LOWEST=(h2==4.1.0 hpack==4.0.0 hyperframe==6.0.0 h11==0.14.0)
+    if [ ! -x .venv-h2-lowest/bin/python ] || ! .venv-h2-lowest/bin/python -c 'import h2, sys; sys.exit(h2.__version__ != "4.1.0")' 2>/dev/null; then
+        echo "==> creating .venv-h2-lowest (${H2_LOWEST[*]})"
+        rm -rf .venv-h2-lowest
+        .venv/bin/python -m venv .venv-h2-lowest
+        .venv-h2-lowest/bin/python -m pip install -q -e ".[test]" "${H2_LOWEST[@]}"
+    fi
+    run pytest-h2-lowest .venv-h2-lowest/bin/python -m pytest -q tests/test_h2_*.py tests/test_h2compat.py
+fi
 run mypy .venv/bin/mypy
 run ruff .venv/bin/ruff check .
 

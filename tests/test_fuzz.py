@@ -57,6 +57,11 @@ FUZZ = settings(
 COUNTS: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
 
+MAX_CONNECTIONS = 2
+HOSTS = ("127.0.0.1", "localhost")
+"""The fuzz servers are two origins each (by IP and by name)."""
+
+
 def record(name: str, outcome: str) -> None:
     COUNTS[name][outcome] += 1
 
@@ -73,7 +78,10 @@ def report(name: str) -> None:
 def client(tls_ca: trustme.CA) -> Iterator[httpcore.Client]:
     ctx = ssl.create_default_context()
     tls_ca.configure_trust(ctx)
-    with httpcore.Client(ssl=ctx, timeout=TIMEOUT) as c:
+    # Fewer connections than origins: the fuzzed exchanges evict each other
+    # (and the good server's) connections all the time.
+    limits = httpcore.Limits(max_connections=MAX_CONNECTIONS)
+    with httpcore.Client(ssl=ctx, timeout=TIMEOUT, limits=limits) as c:
         yield c
 
 
@@ -359,10 +367,18 @@ def test_fuzz_responses(
     client: httpcore.Client, script_server: RawServer, http_server: HTTPServer
 ) -> None:
     @settings(FUZZ, max_examples=RESPONSE_EXAMPLES)
-    @given(script=responses(), stream=st.booleans())
-    def run(script: tuple[bytes, str, int], stream: bool) -> None:
+    @given(
+        script=responses(),
+        stream=st.booleans(),
+        host=st.sampled_from(HOSTS),
+        good=st.booleans(),
+    )
+    def run(script: tuple[bytes, str, int], stream: bool, host: str, good: bool) -> None:
         script_server.shared["script"] = script
-        exercise(client, script_server.url("/fuzz"), stream, "responses")
+        url = script_server.url("/fuzz").replace("127.0.0.1", host)
+        exercise(client, url, stream, "responses")
+        if good:  # a third origin: the pool is not wedged by what came before
+            assert client.request("GET", http_server.url("/bytes/10")).status_code == 200
 
     run()
     report("responses")

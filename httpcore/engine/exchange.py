@@ -53,6 +53,7 @@ class Exchange:
         "done",
         "handler",
         "id",
+        "refusals",
         "reply",
         "request",
         "retries",
@@ -87,6 +88,8 @@ class Exchange:
         """Engine time the request arrived: bounds its retries."""
         self.retries = 0
         """Times the server refused it unprocessed (Retry.SAFE) so far."""
+        self.refusals = 0
+        """Of those, times on a connection that had served nothing (Retry.REFUSED)."""
         self.stale_retried = False
         """Already retried once after a stale keep-alive (Retry.IF_IDEMPOTENT)."""
 

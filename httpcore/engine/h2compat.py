@@ -6,7 +6,8 @@ Every patch below depends on internals of a library that may change between
 the versions pyproject allows. Each is tried once at import against the
 installed library, on a client and a stock h2 server talking in memory; a
 patch whose check fails is left out and the stock behaviour stays
-(``PATCHES`` says which are on). What each one is for:
+(``PATCHES`` says which are on; ``HTTPCORE_H2_STOCK=name,...`` or ``=all``
+in the environment leaves patches out on purpose). What each one is for:
 
 - ``repr``: h2 formats ``repr(frame)`` for a trace log on every frame it
   receives; hyperframe hex-encodes (and for DATA first copies) the payload
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -269,7 +271,7 @@ class H2Connection(h2.connection.H2Connection):
             for frame in self.incoming_buffer:
                 events.extend(self._receive_frame(frame))
         except h2.exceptions.ProtocolError as exc:
-            self._goaway_quietly(getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR))
+            self._goaway_quietly(_error_code(exc))
             events.append(ConnectionFailed(exc))
         except hyperframe.exceptions.HyperframeError as exc:  # InvalidPaddingError
             self._goaway_quietly(ErrorCodes.PROTOCOL_ERROR)
@@ -306,6 +308,21 @@ class H2Connection(h2.connection.H2Connection):
         if sid not in self.streams and (sid % 2 == 0 or sid > self.highest_outbound_stream_id):
             raise h2.exceptions.ProtocolError(f"RST_STREAM on idle stream {sid}")
         return h2.connection.H2Connection._receive_rst_stream_frame(self, frame)
+
+
+def _error_code(exc: h2.exceptions.ProtocolError) -> ErrorCodes:
+    """The GOAWAY code RFC 9113 names for ``exc``, where h2 says only
+    PROTOCOL_ERROR: a header block HPACK cannot decode is a COMPRESSION_ERROR
+    (§4.3), a SETTINGS ack with a payload a FRAME_SIZE_ERROR (§6.5)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, hpack.HPACKError):
+        return ErrorCodes.COMPRESSION_ERROR
+    if isinstance(cause, hyperframe.exceptions.InvalidDataError) and str(cause).startswith(
+        "SETTINGS ack frame must not have payload"
+    ):
+        return ErrorCodes.FRAME_SIZE_ERROR
+    code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+    return code if isinstance(code, ErrorCodes) else ErrorCodes.PROTOCOL_ERROR
 
 
 def _is_stream_error(exc: Exception) -> bool:
@@ -431,7 +448,12 @@ _CHECKS: dict[str, Callable[[], bool]] = {
 }
 
 
+_STOCK = {n.strip() for n in os.environ.get("HTTPCORE_H2_STOCK", "").split(",") if n.strip()}
+
+
 def _try(name: str, check: Callable[[], bool]) -> bool:
+    if name in _STOCK or "all" in _STOCK:
+        return False
     try:
         ok = bool(check())
     except Exception:

@@ -216,6 +216,9 @@ class HTTP2Connection:
         self._by_ex: dict[Exchange, _Stream] = {}
         self.closed = False
         self.goaway = False
+        """The server said GOAWAY: no new stream starts here."""
+        self._goaway_queued = False
+        """h2 queued our GOAWAY for a connection error: close sends no other."""
         self._settings_seen = False
         self.requests_served = 0
         self.idle_since = self._loop.time()
@@ -408,6 +411,7 @@ class HTTP2Connection:
             if stream.id in self.streams:
                 self._deliver(stream)
         if failed is not None:
+            self._goaway_queued = True
             reason = f"HTTP/2 protocol error: {describe(failed.error)}"
             self.close("protocol error", RemoteProtocolError(reason))
             return
@@ -436,8 +440,9 @@ class HTTP2Connection:
         stale-connection victims; the others are lost."""
         if self.closed:
             return
+        reused = self.requests_served > 0
         for stream in list(self.streams.values()):
-            retry = Retry.IF_IDEMPOTENT if not stream.got_bytes else Retry.NO
+            retry = Retry.IF_IDEMPOTENT if reused and not stream.got_bytes else Retry.NO
             self._end(stream, RemoteProtocolError(f"server disconnected: {reason}"), retry)
         self.close(reason)
 
@@ -478,9 +483,14 @@ class HTTP2Connection:
             if stream is not None:
                 touched.pop(stream.id, None)
                 code = _code_name(event.error_code)
-                refused = event.error_code == ErrorCodes.REFUSED_STREAM
-                error = RemoteProtocolError(f"stream reset by the server: {code}")
-                self._end(stream, error, Retry.SAFE if refused else Retry.NO)
+                retry = Retry.NO
+                if not event.remote_reset:  # h2 reset it: the server broke a rule
+                    error = RemoteProtocolError(f"stream error ({code}): the client reset it")
+                else:
+                    error = RemoteProtocolError(f"stream reset by the server: {code}")
+                    if event.error_code == ErrorCodes.REFUSED_STREAM:
+                        retry = self._refused()
+                self._end(stream, error, retry)
         elif kind is StreamMalformed:
             assert isinstance(event, StreamMalformed)
             self._window_due += event.flow_controlled_length
@@ -540,13 +550,19 @@ class HTTP2Connection:
         self.goaway = True
         last = event.last_stream_id if event.last_stream_id is not None else 0
         code = _code_name(event.error_code)
+        retry = Retry.SAFE if last > 0 else self._refused()
         for stream in list(self.streams.values()):
             if stream.id > last:
                 error = RemoteProtocolError(f"connection closed by the server (GOAWAY {code})")
-                self._end(stream, error, Retry.SAFE)
+                self._end(stream, error, retry)
         self._pool.capacity_changed(self)
         if not self.streams:
             self.close(f"GOAWAY {code}")
+
+    def _refused(self) -> Retry:
+        """A stream the server did not process: safe to retry; but a server
+        that has served nothing here may refuse everything."""
+        return Retry.SAFE if self.requests_served > 0 else Retry.REFUSED
 
     # -- delivery ---------------------------------------------------------------------
 
@@ -691,10 +707,11 @@ class HTTP2Connection:
         if self.closed:
             return
         if not self.transport.closing:
-            try:
-                self._h2.close_connection()
-            except h2.exceptions.ProtocolError:
-                pass  # h2 already queued its own GOAWAY
+            if not self._goaway_queued:
+                try:
+                    self._h2.close_connection()
+                except h2.exceptions.ProtocolError:
+                    pass  # h2's state machine is closed already
             self._flush()
         self.closed = True
         self._timer.cancel()

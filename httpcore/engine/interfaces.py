@@ -54,6 +54,10 @@ class Retry(enum.Enum):
     """The server certainly did not process it (GOAWAY above its
     last-stream-id, REFUSED_STREAM): again and again while the request's own
     time allows, for requests whose body can be sent again."""
+    REFUSED = "refused"
+    """As SAFE, but the server has served nothing at all on that connection:
+    a few times only, so a server that refuses everything ends in a clear
+    error at once instead of a storm of new connections."""
     REQUEUE = "requeue"
     """It never reached the wire (the connection had no room after all)."""
 

@@ -51,6 +51,9 @@ MAX_SAFE_RETRIES = 100
 REFUSED_STREAM), on top of its time budget: a server that refuses every
 stream ends in an error, never in a loop."""
 
+MAX_REFUSALS = 3
+"""Restarts of one request refused by connections that had served nothing."""
+
 TRIM_GRACE = 0.25
 """Seconds idle connections above the keep-alive cap may wait to be reused."""
 
@@ -465,6 +468,10 @@ class Pool:
             return allowed
         if ex.request.streaming_body or ex.retries >= MAX_SAFE_RETRIES:
             return False
+        if retry is Retry.REFUSED:
+            if ex.refusals >= MAX_REFUSALS:
+                return False
+            ex.refusals += 1
         budget = _retry_budget(ex)
         if budget is not None and self._loop.time() - ex.born > budget:
             return False
@@ -473,7 +480,7 @@ class Pool:
 
     def _final_error(self, ex: Exchange, error: Exception, retry: Retry) -> Exception:
         """Say so when a request ran out of retries the server kept refusing."""
-        if retry is not Retry.SAFE or not ex.retries:
+        if retry not in (Retry.SAFE, Retry.REFUSED) or not ex.retries:
             return error
         spent = self._loop.time() - ex.born
         final = type(error)(
