@@ -5,7 +5,7 @@
 # --- system packages -------------------------------------------------------
 # Debian/Ubuntu packages the tests need. None yet; add names here (e.g.
 # APT_PACKAGES=(nginx)) and they are installed with apt-get when missing.
-APT_PACKAGES=(nginx tinyproxy)
+APT_PACKAGES=(nginx tinyproxy nghttp2-server h2o apache2)
 # ---------------------------------------------------------------------------
 
 _httpcore_apt_install() {
