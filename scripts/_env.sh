@@ -1,10 +1,11 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: make sure .venv exists and
-# holds this project installed in editable mode with its test, dev and speed extras.
+# holds this project installed in editable mode with the extras asked for
+# (HTTPCORE_EXTRAS, default: test,dev,speed) and the Debian packages the tests
+# need (HTTPCORE_APT=0 skips them: the demo needs none).
 # Usage: source scripts/_env.sh   (from the repository root)
 
 # --- system packages -------------------------------------------------------
-# Debian/Ubuntu packages the tests need. None yet; add names here (e.g.
-# APT_PACKAGES=(nginx)) and they are installed with apt-get when missing.
+# Debian/Ubuntu packages the tests need, installed with apt-get when missing.
 APT_PACKAGES=(nginx tinyproxy nghttp2-server h2o apache2)
 # ---------------------------------------------------------------------------
 
@@ -22,7 +23,7 @@ _httpcore_apt_install() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
 }
 
-if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
+if [ "${HTTPCORE_APT:-1}" != 0 ] && [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
     _httpcore_apt_install "${APT_PACKAGES[@]}"
 fi
 
@@ -45,7 +46,7 @@ fi
 
 # Reinstall only when pyproject.toml or the extras changed since the last install.
 # speed (uvloop) too, so that the uvloop engine is tested and type-checked.
-_extras='test,dev,speed'
+_extras="${HTTPCORE_EXTRAS:-test,dev,speed}"
 _stamp=.venv/.httpcore-actor-installed
 _want="$(cksum < pyproject.toml) [$_extras]"
 if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
