@@ -275,7 +275,7 @@ class HTTP2Connection:
             end = req.body is not None and not req.body
             h.send_headers(stream_id, h2_headers(ex), end_stream=end)
         except h2.exceptions.ProtocolError as exc:
-            self._pool.exchange_ended(self, ex, LocalProtocolError(describe(exc)), Retry.SAFE)
+            self._pool.exchange_ended(self, ex, LocalProtocolError(describe(exc)), Retry.REFUSED)
             return
         stream = _Stream(stream_id, ex)
         self.streams[stream_id] = stream
@@ -488,7 +488,7 @@ class HTTP2Connection:
                     error = RemoteProtocolError(f"stream error ({code}): the client reset it")
                 else:
                     error = RemoteProtocolError(f"stream reset by the server: {code}")
-                    if event.error_code == ErrorCodes.REFUSED_STREAM:
+                    if event.error_code == ErrorCodes.REFUSED_STREAM and not stream.got_bytes:
                         retry = self._refused()
                 self._end(stream, error, retry)
         elif kind is StreamMalformed:
@@ -554,7 +554,9 @@ class HTTP2Connection:
         for stream in list(self.streams.values()):
             if stream.id > last:
                 error = RemoteProtocolError(f"connection closed by the server (GOAWAY {code})")
-                self._end(stream, error, retry)
+                # A server that answered and then calls the stream unprocessed
+                # is not believed: the caller may have the head already.
+                self._end(stream, error, Retry.NO if stream.got_bytes else retry)
         self._pool.capacity_changed(self)
         if not self.streams:
             self.close(f"GOAWAY {code}")
