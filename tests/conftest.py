@@ -15,7 +15,8 @@ HTTP/2 (``test_h2_*.py``):
   knowledge) on its plain port; 100 streams per connection.
 * ``nginx_h2`` (session): nginx with ``http2`` over TLS and h2c, config written to
   a tmp dir, access log with ``$connection`` to count TCP connections
-  (``servers/h2nginx.py``). Skipped only when no nginx binary is installed.
+  (``servers/h2nginx.py``'s ``run_nginx``). Skipped only when no nginx binary is
+  installed.
 * ``server_h2_context``: a server TLS context offering only ALPN ``h2``, for the
   ``h2`` fault servers of ``servers/h2faults.py`` (run through ``raw``).
 """
@@ -24,12 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,42 +38,11 @@ from tests.servers import raw as raw_servers
 from tests.servers.app import pattern
 from tests.servers.h2nginx import BIG_SIZE as NGINX_BIG_SIZE
 from tests.servers.h2nginx import CONFIG as NGINX_CONFIG
-from tests.servers.h2nginx import Nginx
+from tests.servers.h2nginx import Nginx, run_nginx
 from tests.servers.handles import HTTPServer, RawFactory
+from tests.servers.process import free_port, free_ports, stop_process, wait_listening, write_cert
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            try:
-                s.connect(("127.0.0.1", port))
-                return
-            except OSError:
-                pass
-        time.sleep(0.02)  # poll interval while the subprocess boots, not a sync point
-    raise RuntimeError(f"server on port {port} did not start within {timeout}s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextlib.contextmanager
@@ -126,10 +93,8 @@ def http_server(
 
 
 def _hypercorn(cert_: trustme.LeafCert, tmp: Path, *, h2: bool) -> Iterator[HTTPServer]:
-    cert, key = _write_cert(cert_, tmp)
-    port, tls_port = free_port(), free_port()
-    while tls_port == port:
-        tls_port = free_port()
+    cert, key = write_cert(cert_, tmp)
+    port, tls_port = free_ports(2)
     args = [str(port), str(tls_port), str(cert), str(key), *(["h2"] if h2 else [])]
     with open(tmp / "hypercorn.log", "wb") as log:
         proc = subprocess.Popen(
@@ -188,16 +153,6 @@ def closed_port() -> int:
 # -- HTTP/2 -------------------------------------------------------------------------
 
 
-def _write_cert(cert: trustme.LeafCert, directory: Path) -> tuple[Path, Path]:
-    certfile = directory / "cert.pem"
-    keyfile = directory / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return certfile, keyfile
-
-
 @pytest.fixture(scope="session")
 def h2_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
@@ -206,54 +161,15 @@ def h2_server(
     yield from _hypercorn(server_cert, tmp_path_factory.mktemp("hypercorn-h2"), h2=True)
 
 
-def _nginx_binary() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def nginx_h2(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Nginx]:
     """nginx (``http2`` over TLS and h2c) from a config in a tmp dir."""
-    binary = _nginx_binary()
-    if binary is None:
-        pytest.skip("nginx is not installed (scripts/_env.sh installs it: APT_PACKAGES)")
     d = tmp_path_factory.mktemp("nginx")
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / "tmp" / sub).mkdir(parents=True)
-    _write_cert(server_cert, d)
     (d / "big.bin").write_bytes(pattern(NGINX_BIG_SIZE))
-    tls_port, h2c_port = free_port(), free_port()
-    while h2c_port == tls_port:
-        h2c_port = free_port()
-    conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONFIG.format(d=d, tls_port=tls_port, h2c_port=h2c_port))
-    errlog = str(d / "error.log")
-    subprocess.run(
-        [binary, "-t", "-q", "-e", errlog, "-p", str(d), "-c", str(conf)],
-        check=True,
-        capture_output=True,
-    )
-    out = open(d / "stdout.log", "wb")
-    proc = subprocess.Popen(
-        [binary, "-e", errlog, "-p", str(d), "-c", str(conf)],
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_listening(tls_port, proc)
-        wait_listening(h2c_port, proc)
-        yield Nginx(tls_port, h2c_port, d)
-    finally:
-        stop_process(proc)
-        out.close()
+    with run_nginx(d, NGINX_CONFIG, server_cert) as nginx:
+        yield nginx
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from h2.errors import ErrorCodes
 import httpcore
 from tests.servers import h2lifecycle
 from tests.servers.app import pattern
+from tests.servers.h2nginx import Nginx, run_nginx
 from tests.servers.h2util import h2c_client, h2c_pool
 from tests.servers.handles import HTTPServer, RawFactory
 from tests.servers.raw import RawServer
@@ -411,19 +412,16 @@ def test_response_then_rst_no_error_while_uploading_async(raw: RawFactory) -> No
 
 
 @pytest.fixture(scope="module")
-def nginx_early(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h2lifecycle.EarlyNginx]:
+def nginx_early(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     """nginx over h2c with ``location = /early { return 200 "early\\n"; }``."""
-    binary = h2lifecycle.nginx_binary()
-    if binary is None:
-        pytest.skip("nginx is not installed (scripts/_env.sh installs it: APT_PACKAGES)")
     directory: Path = tmp_path_factory.mktemp("nginx-early")
-    with h2lifecycle.run_nginx(binary, directory) as nginx:
+    with run_nginx(directory, h2lifecycle.EARLY_CONFIG) as nginx:
         yield nginx
 
 
 @pytest.mark.timeout(20)
 def test_response_then_rst_no_error_while_uploading_nginx(
-    nginx_early: h2lifecycle.EarlyNginx,
+    nginx_early: Nginx,
 ) -> None:
     """nginx answers /early without reading the body, then resets the stream
     (NO_ERROR) while the client is still uploading 16 MiB."""

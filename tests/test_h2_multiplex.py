@@ -19,28 +19,19 @@ from tests.servers import h2faults
 from tests.servers.app import pattern
 from tests.servers.h2faults import H2Peer
 from tests.servers.h2nginx import SMALL_BODY, Nginx
-from tests.servers.h2util import h2c_client, live, poll_until
+from tests.servers.h2util import get_from_threads, h2c_client, live, poll_until
 from tests.servers.handles import HTTPServer, RawFactory
 from tests.servers.raw import Handler, RawConnection
 
 
 def test_64_threads_share_one_connection(nginx_h2: Nginx, ssl_context: ssl.SSLContext) -> None:
     threads, per_thread = 64, 20
-    barrier = threading.Barrier(threads)
     marker = "t=threads64"
 
     with httpcore.Client(ssl=ssl_context) as client:
-
-        def work(i: int) -> list[tuple[int, str, bytes]]:
-            barrier.wait()  # all threads hit the cold pool together
-            out = []
-            for j in range(per_thread):
-                r = client.request("GET", nginx_h2.url(f"/small?{marker}-{i}-{j}"))
-                out.append((r.status_code, r.http_version, r.body))
-            return out
-
-        with ThreadPoolExecutor(threads) as executor:
-            results = [r for rs in executor.map(work, range(threads)) for r in rs]
+        results = get_from_threads(
+            client, lambda i, j: nginx_h2.url(f"/small?{marker}-{i}-{j}"), threads, per_thread
+        )
         infos = client.connections()
 
     assert len(results) == threads * per_thread

@@ -17,8 +17,7 @@ import contextlib
 import hashlib
 import os
 import ssl
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,11 +25,10 @@ import pytest
 import trustme
 
 import httpcore
-from tests.conftest import _write_cert
-from tests.servers import h2others
+from tests.servers import h2others, process
 from tests.servers.app import pattern
 from tests.servers.h2others import BIG_SIZE, SMALL_BODY, UPLOAD_PATH, H2Server
-from tests.servers.h2util import h2c_client, live
+from tests.servers.h2util import get_from_threads, h2c_client, live
 
 SERVERS = ["nghttpd", "h2o", "apache2"]
 BIG_SHA = hashlib.sha256(pattern(BIG_SIZE)).hexdigest()
@@ -42,42 +40,53 @@ INSTALL_HINT = "(Debian package {pkg}; scripts/_env.sh installs it: APT_PACKAGES
 
 
 def _cert_files(cert: trustme.LeafCert, d: Path) -> tuple[Path, Path]:
-    certfile, keyfile = _write_cert(cert, d)
+    certfile, keyfile = process.write_cert(cert, d)
     keyfile.chmod(0o600)
     return certfile, keyfile
+
+
+RunServer = Callable[[str, Path, Path, Path], contextlib.AbstractContextManager[H2Server]]
+
+SIMPLE_SERVERS: dict[str, tuple[RunServer, str, tuple[str, ...]]] = {
+    "nghttpd": (h2others.run_nghttpd, "nghttp2-server", ("/usr/sbin/nghttpd", "/usr/bin/nghttpd")),
+    "h2o": (h2others.run_h2o, "h2o", ("/usr/bin/h2o", "/usr/sbin/h2o")),
+}
+"""name: (``run(exe, dir, certfile, keyfile)``, Debian package, paths beside PATH)."""
+
+
+def _start_simple(
+    name: str, cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[H2Server]:
+    """``SIMPLE_SERVERS[name]`` in a fresh tmp dir; skipped when not installed."""
+    run, pkg, extra = SIMPLE_SERVERS[name]
+    exe = process.binary(name, extra=extra)
+    if exe is None:
+        pytest.skip(f"{name} is not installed " + INSTALL_HINT.format(pkg=pkg))
+    d = tmp_path_factory.mktemp(name)
+    certfile, keyfile = _cert_files(cert, d)
+    with run(exe, d, certfile, keyfile) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def nghttpd_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[H2Server]:
-    exe = h2others.binary("nghttpd", extra=("/usr/sbin/nghttpd", "/usr/bin/nghttpd"))
-    if exe is None:
-        pytest.skip("nghttpd is not installed " + INSTALL_HINT.format(pkg="nghttp2-server"))
-    d = tmp_path_factory.mktemp("nghttpd")
-    cert, key = _cert_files(server_cert, d)
-    with h2others.run_nghttpd(exe, d, cert, key) as server:
-        yield server
+    yield from _start_simple("nghttpd", server_cert, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def h2o_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[H2Server]:
-    exe = h2others.binary("h2o", extra=("/usr/bin/h2o", "/usr/sbin/h2o"))
-    if exe is None:
-        pytest.skip("h2o is not installed " + INSTALL_HINT.format(pkg="h2o"))
-    d = tmp_path_factory.mktemp("h2o")
-    cert, key = _cert_files(server_cert, d)
-    with h2others.run_h2o(exe, d, cert, key) as server:
-        yield server
+    yield from _start_simple("h2o", server_cert, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def apache2_server(
     server_cert: trustme.LeafCert, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[H2Server]:
-    exe = h2others.binary("apache2", "httpd", extra=("/usr/sbin/apache2", "/usr/sbin/httpd"))
+    exe = process.binary("apache2", "httpd", extra=("/usr/sbin/apache2", "/usr/sbin/httpd"))
     modules = h2others.apache_modules_dir()
     if exe is None or modules is None:
         pytest.skip(
@@ -131,21 +140,12 @@ def _upload_pieces() -> Iterator[bytes]:
 
 def test_32_threads_share_one_connection(server: H2Server, ssl_context: ssl.SSLContext) -> None:
     threads, per_thread = 32, 20
-    barrier = threading.Barrier(threads)
     marker = f"t=threads32-{server.name}"
 
     with httpcore.Client(ssl=ssl_context, timeout=20) as client:
-
-        def work(i: int) -> list[tuple[int, str, bytes]]:
-            barrier.wait()  # all threads hit the cold pool together
-            out = []
-            for j in range(per_thread):
-                r = client.request("GET", server.url(f"/small?{marker}-{i}-{j}"))
-                out.append((r.status_code, r.http_version, r.body))
-            return out
-
-        with ThreadPoolExecutor(threads) as executor:
-            results = [r for rs in executor.map(work, range(threads)) for r in rs]
+        results = get_from_threads(
+            client, lambda i, j: server.url(f"/small?{marker}-{i}-{j}"), threads, per_thread
+        )
         infos = client.connections()
 
     assert len(results) == threads * per_thread

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,12 +23,11 @@ from h2.errors import ErrorCodes
 
 import httpcore
 from httpcore.engine.runner import default_engine
-from tests.conftest import _nginx_binary, _write_cert, free_port, stop_process, wait_listening
 from tests.servers import h2faults
 from tests.servers import raw as handlers
 from tests.servers.app import pattern
 from tests.servers.h2nginx import CONFIG as NGINX_CONFIG
-from tests.servers.h2nginx import SMALL_BODY, Nginx
+from tests.servers.h2nginx import SMALL_BODY, Nginx, run_nginx
 from tests.servers.h2util import h2c_client, h2c_pool, live, poll_until
 from tests.servers.handles import HTTPServer, RawFactory
 from tests.servers.raw import RawConnection, RawServer
@@ -165,17 +163,39 @@ def _request_in_thread(
 
 
 @pytest.mark.timeout(20)
-def test_close_during_inflight_h2_request(raw: RawFactory) -> None:
-    """Bug 3, HTTP/2: Client.close() while another thread waits on a stream the
-    server never answers. The waiter must get EngineClosed promptly, not wait
-    out its own 30 s read timeout (today it does; the request also stays in
-    the engine's table)."""
-    server = raw(h2faults.hang_some)
-    client = h2c_client(timeout=30)
+@pytest.mark.parametrize(
+    ("handler", "make_client", "waiting", "closed"),
+    [
+        pytest.param(h2faults.hang_some, h2c_client, "hanging", "conn-done", id="h2"),
+        pytest.param(
+            handlers.never_answers,
+            httpcore.Client,
+            "request-received",
+            "client-closed",
+            id="http11",
+        ),
+    ],
+)
+def test_close_during_inflight_request(
+    raw: RawFactory,
+    handler: handlers.Handler,
+    make_client: Callable[..., httpcore.Client],
+    waiting: str,
+    closed: str,
+) -> None:
+    """Bug 3: Client.close() while another thread waits on a request the server
+    never answers (``waiting``: the server's event once it has the request).
+    The waiter must get EngineClosed promptly, and the server then sees its
+    connection closed (event ``closed``). Today, over HTTP/2, the waiter waits
+    out its own 30 s read timeout (the request also stays in the engine's
+    table); over HTTP/1.1 it gets a misleading RemoteProtocolError, as if the
+    server had dropped the connection."""
+    server = raw(handler)
+    client = make_client(timeout=30)
     thread, outcome, finished = _request_in_thread(
         lambda: client.request("GET", server.url("/hang"))
     )
-    server.wait_event("hanging", timeout=5)
+    server.wait_event(waiting, timeout=5)
     closed_at = time.monotonic()
     client.close()
     thread.join(5)
@@ -183,27 +203,7 @@ def test_close_during_inflight_h2_request(raw: RawFactory) -> None:
     assert finished[0] - closed_at < 3
     [error] = outcome
     assert isinstance(error, httpcore.EngineClosed), repr(error)
-    assert server.wait_event("conn-done", timeout=5) == 0  # its connection was closed
-
-
-@pytest.mark.timeout(20)
-def test_close_during_inflight_http11_request(raw: RawFactory) -> None:
-    """Bug 3, HTTP/1.1: the waiter must get EngineClosed (today: a misleading
-    RemoteProtocolError, as if the server had dropped the connection)."""
-    server = raw(handlers.never_answers)
-    client = httpcore.Client(timeout=30)
-    thread, outcome, finished = _request_in_thread(
-        lambda: client.request("GET", server.url("/hang"))
-    )
-    server.wait_event("request-received", timeout=5)
-    closed_at = time.monotonic()
-    client.close()
-    thread.join(5)
-    assert not thread.is_alive(), "the waiting thread was not released by close()"
-    assert finished[0] - closed_at < 3
-    [error] = outcome
-    assert isinstance(error, httpcore.EngineClosed), repr(error)
-    assert server.wait_event("client-closed", timeout=5) == 0
+    assert server.wait_event(closed, timeout=5) == 0  # its connection was closed
 
 
 @pytest.mark.timeout(20)
@@ -240,39 +240,11 @@ def nginx_goaway(
 ) -> Iterator[Nginx]:
     """nginx with HTTP/2 (TLS and h2c) that sends GOAWAY after every 5 requests
     on a connection (``keepalive_requests 5``)."""
-    binary = _nginx_binary()
-    if binary is None:
-        pytest.skip("nginx is not installed")
     d: Path = tmp_path_factory.mktemp("nginx-goaway")
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / "tmp" / sub).mkdir(parents=True)
-    _write_cert(tls_ca.issue_cert("127.0.0.1", "localhost"), d)
-    tls_port, h2c_port = free_port(), free_port()
-    while h2c_port == tls_port:
-        h2c_port = free_port()
     config = NGINX_CONFIG.replace("keepalive_requests 100000000;", "keepalive_requests 5;")
     assert "keepalive_requests 5;" in config
-    conf = d / "nginx.conf"
-    conf.write_text(config.format(d=d, tls_port=tls_port, h2c_port=h2c_port))
-    errlog = str(d / "error.log")
-    subprocess.run(
-        [binary, "-t", "-q", "-e", errlog, "-p", str(d), "-c", str(conf)],
-        check=True,
-        capture_output=True,
-    )
-    with open(d / "stdout.log", "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "-e", errlog, "-p", str(d), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_listening(tls_port, proc)
-            wait_listening(h2c_port, proc)
-            yield Nginx(tls_port, h2c_port, d)
-        finally:
-            stop_process(proc)
+    with run_nginx(d, config, tls_ca.issue_cert("127.0.0.1", "localhost")) as nginx:
+        yield nginx
 
 
 def _storm(pool: httpcore.PoolManager, url: str, n: int) -> list[object]:

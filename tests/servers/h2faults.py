@@ -97,10 +97,14 @@ class H2Peer:
         data = self.conn.sock.recv(65536)
         if not data:
             raise ConnectionClosedByPeer
+        self._received(data)
         events = self.h2.receive_data(data)
         for event in events:
             self._track(event)
         return events
+
+    def _received(self, data: bytes) -> None:
+        """Every byte read, before ``h2`` sees it (a hook for subclasses)."""
 
     def receive_until_ended(self, count: int) -> None:
         """Read, flushing what the reads call for, until ``count`` requests are complete."""
@@ -262,6 +266,29 @@ def serve(
 
 
 # -- handlers -------------------------------------------------------------------
+
+
+def answer_until_closed(
+    peer: H2Peer, on_request: OnRequest, after_flush: Callable[[], None] | None = None
+) -> None:
+    """Read until the client closes: ``on_request`` for each request as its
+    StreamEnded comes in (one at a time, not batched as in :func:`serve`), a
+    flush after every read, then ``after_flush``. After a client GOAWAY: one
+    more flush, then :meth:`H2Peer.drain_until_closed`."""
+    with contextlib.suppress(ConnectionClosedByPeer):
+        while True:
+            events = peer.receive()
+            assert events is not None
+            for event in events:
+                if isinstance(event, h2.events.StreamEnded) and event.stream_id in peer.requests:
+                    on_request(peer, peer.requests[event.stream_id])
+            if peer.goaway_received:
+                peer.flush()
+                peer.drain_until_closed()
+                return
+            peer.flush()
+            if after_flush is not None:
+                after_flush()
 
 
 def ok(peer: H2Peer, req: H2Request) -> None:
@@ -570,24 +597,14 @@ def malformed_headers(conn: RawConnection) -> None:
     peer = H2Peer(conn)
     peer.h2.config.validate_outbound_headers = False
     peer.h2.config.normalize_outbound_headers = False
-    with contextlib.suppress(ConnectionClosedByPeer):
-        while True:
-            events = peer.receive()
-            assert events is not None
-            for event in events:
-                if isinstance(event, h2.events.StreamEnded) and event.stream_id in peer.requests:
-                    req = peer.requests[event.stream_id]
-                    bad = MALFORMED.get(req.path)
-                    if bad is None:
-                        peer.respond(req.stream_id, b"fine:" + req.path)
-                    elif req.path == b"/pseudo-late":
-                        peer.h2.send_headers(req.stream_id, bad, end_stream=True)
-                    else:
-                        peer.h2.send_headers(
-                            req.stream_id, [(b":status", b"200"), *bad], end_stream=True
-                        )
-            if peer.goaway_received:
-                peer.flush()
-                peer.drain_until_closed()
-                return
-            peer.flush()
+
+    def on_request(peer: H2Peer, req: H2Request) -> None:
+        bad = MALFORMED.get(req.path)
+        if bad is None:
+            peer.respond(req.stream_id, b"fine:" + req.path)
+        elif req.path == b"/pseudo-late":
+            peer.h2.send_headers(req.stream_id, bad, end_stream=True)
+        else:
+            peer.h2.send_headers(req.stream_id, [(b":status", b"200"), *bad], end_stream=True)
+
+    answer_until_closed(peer, on_request)

@@ -18,7 +18,7 @@ Everything a test may check goes through the server's ``signal()`` events and
 * ``("client-end-stream", (connection_index, stream_id))`` per DATA/HEADERS
   frame carrying END_STREAM.
 
-The nginx part (``EARLY_CONFIG`` / :func:`run_nginx`) is an nginx with h2c and
+``EARLY_CONFIG`` is an nginx config (for ``h2nginx.run_nginx``) with h2c and
 ``location = /early { return 200 "early\\n"; }``, which answers without reading
 the request body.
 """
@@ -27,15 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import h2.errors
 import h2.events
@@ -44,7 +38,15 @@ import hpack
 import hyperframe.frame
 
 from tests.servers.app import pattern
-from tests.servers.h2faults import H2Peer, H2Request, _pending, first_connection, ok
+from tests.servers.h2faults import (
+    H2Peer,
+    H2Request,
+    _pending,
+    answer_until_closed,
+    first_connection,
+    ok,
+)
+from tests.servers.h2nginx import config
 from tests.servers.raw import ConnectionClosedByPeer, RawConnection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -120,19 +122,13 @@ class SniffingPeer(H2Peer):
         self.sniffer = FrameSniffer(conn)
         super().__init__(conn, *args, **kwargs)  # type: ignore[arg-type]
 
-    def receive(self, timeout: float | None = None) -> list[h2.events.Event] | None:
-        if timeout is not None:
-            ready, _, _ = select.select([self.conn.sock], [], [], timeout)
-            if not ready and not _pending(self.conn.sock):
-                return None
-        data = self.conn.sock.recv(65536)
-        if not data:
-            raise ConnectionClosedByPeer
+    def _received(self, data: bytes) -> None:
         self.sniffer.feed(data)
-        events = self.h2.receive_data(data)
-        for event in events:
-            self._track(event)
-        return events
+
+    def drain_until_closed(self) -> None:
+        """Read until the client goes away with the sniffer only: the server's
+        ``h2`` may be bypassed by then, or refuse DATA the client still sends."""
+        sniff_raw_until_closed(self)
 
 
 def sniff_raw_until_closed(peer: SniffingPeer, timeout: float = 10.0) -> None:
@@ -155,19 +151,7 @@ def sniff_raw_until_closed(peer: SniffingPeer, timeout: float = 10.0) -> None:
 def serve_sniffing(conn: RawConnection, on_request: Callable[[H2Peer, H2Request], None]) -> None:
     """``h2faults.serve`` with a :class:`SniffingPeer`: ``on_request`` for every
     complete request, until the client closes."""
-    peer = SniffingPeer(conn)
-    with contextlib.suppress(ConnectionClosedByPeer):
-        while True:
-            events = peer.receive()
-            assert events is not None
-            for event in events:
-                if isinstance(event, h2.events.StreamEnded) and event.stream_id in peer.requests:
-                    on_request(peer, peer.requests[event.stream_id])
-            if peer.goaway_received:
-                peer.flush()
-                sniff_raw_until_closed(peer)
-                return
-            peer.flush()
+    answer_until_closed(SniffingPeer(conn), on_request)
 
 
 # -- 4: many unread large streams on one connection ----------------------------------------
@@ -190,45 +174,38 @@ def big_streams(conn: RawConnection) -> None:
     peer = H2Peer(conn)
     sizes: dict[int, int] = {}
     signalled: set[int] = set()
-    with contextlib.suppress(ConnectionClosedByPeer):
-        while True:
-            events = peer.receive()
-            assert events is not None
-            for event in events:
-                if isinstance(event, h2.events.StreamEnded) and event.stream_id in peer.requests:
-                    req = peer.requests[event.stream_id]
-                    if req.path.startswith(b"/big"):
-                        sizes[req.stream_id] = BIG_EACH
-                        peer.respond(req.stream_id, pattern(BIG_EACH))
-                    else:
-                        ok(peer, req)
-            if peer.goaway_received:
-                peer.flush()
-                peer.drain_until_closed()
-                return
-            peer.flush()
-            pending = [sid for sid in peer._out if peer._out[sid]]
-            if pending and len(sizes) not in signalled:
-                blocked = all(
-                    min(peer.h2.local_flow_control_window(sid), peer.h2.max_outbound_frame_size)
-                    <= 0
-                    for sid in pending
+
+    def on_request(peer: H2Peer, req: H2Request) -> None:
+        if req.path.startswith(b"/big"):
+            sizes[req.stream_id] = BIG_EACH
+            peer.respond(req.stream_id, pattern(BIG_EACH))
+        else:
+            ok(peer, req)
+
+    def signal_stall() -> None:
+        pending = [sid for sid in peer._out if peer._out[sid]]
+        if pending and len(sizes) not in signalled:
+            blocked = all(
+                min(peer.h2.local_flow_control_window(sid), peer.h2.max_outbound_frame_size) <= 0
+                for sid in pending
+            )
+            if blocked:
+                signalled.add(len(sizes))
+                sent = {
+                    sid: size - sum(len(p) for p in peer._out.get(sid, []))
+                    for sid, size in sizes.items()
+                }
+                conn.server.signal(
+                    "stalled",
+                    {
+                        "big": len(sizes),
+                        "conn_window": peer.h2.outbound_flow_control_window,
+                        "stream_window": peer.h2.remote_settings.initial_window_size,
+                        "sent": sent,
+                    },
                 )
-                if blocked:
-                    signalled.add(len(sizes))
-                    sent = {
-                        sid: size - sum(len(p) for p in peer._out.get(sid, []))
-                        for sid, size in sizes.items()
-                    }
-                    conn.server.signal(
-                        "stalled",
-                        {
-                            "big": len(sizes),
-                            "conn_window": peer.h2.outbound_flow_control_window,
-                            "stream_window": peer.h2.remote_settings.initial_window_size,
-                            "sent": sent,
-                        },
-                    )
+
+    answer_until_closed(peer, on_request, signal_stall)
 
 
 # -- 6: complete response while the request body is still coming -------------------------------
@@ -321,18 +298,7 @@ def wrong_content_length(together: int) -> Callable[[RawConnection], None]:
                 on_request(peer, peer.requests[sid])
             peer.flush()
             conn.server.signal("answered", {peer.requests[sid].path: sid for sid in held})
-            while True:
-                events = peer.receive()
-                assert events is not None
-                for event in events:
-                    sid = getattr(event, "stream_id", None)
-                    if isinstance(event, h2.events.StreamEnded) and sid in peer.requests:
-                        on_request(peer, peer.requests[sid])
-                if peer.goaway_received:
-                    peer.flush()
-                    sniff_raw_until_closed(peer)
-                    return
-                peer.flush()
+            answer_until_closed(peer, on_request)
 
     return handler
 
@@ -422,21 +388,8 @@ def body_length(conn: RawConnection) -> None:
 
 # -- nginx with /early ------------------------------------------------------------------------
 
-EARLY_CONFIG = """\
-worker_processes 1;
-daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    log_format conns '$connection $connection_requests $server_protocol $status $request_uri';
-    access_log {d}/access.log conns;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
+EARLY_CONFIG = config(
+    """\
     keepalive_timeout 600s;
     client_max_body_size 0;
     default_type text/plain;
@@ -445,79 +398,6 @@ http {{
         location = /early {{ return 200 "early\\n"; }}
         location = /small {{ return 200 "hello h2\\n"; }}
     }}
-}}
-"""
-
-
-@dataclass(frozen=True)
-class EarlyNginx:
-    h2c_port: int
-    directory: Path
-
-    def h2c_url(self, path: str = "/early") -> str:
-        return f"http://127.0.0.1:{self.h2c_port}{path}"
-
-
-def nginx_binary() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited early with {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            try:
-                s.connect(("127.0.0.1", port))
-                return
-            except OSError:
-                pass
-        time.sleep(0.02)  # poll interval while nginx boots, not a sync point
-    raise RuntimeError(f"nginx on port {port} did not start within {timeout}s")
-
-
-@contextlib.contextmanager
-def run_nginx(binary: str, d: Path) -> Iterator[EarlyNginx]:
-    """nginx from ``EARLY_CONFIG`` in directory ``d`` (foreground, no master)."""
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    conf = d / "nginx.conf"
-    conf.write_text(EARLY_CONFIG.format(d=d, h2c_port=port))
-    errlog = str(d / "error.log")
-    subprocess.run(
-        [binary, "-t", "-q", "-e", errlog, "-p", str(d), "-c", str(conf)],
-        check=True,
-        capture_output=True,
-    )
-    with open(d / "stdout.log", "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "-e", errlog, "-p", str(d), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_listening(port, proc)
-            yield EarlyNginx(port, d)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+""",
+    worker_connections=1024,
+)

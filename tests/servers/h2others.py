@@ -40,15 +40,14 @@ import hashlib
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port, stop_process, wait_listening
 from tests.servers.app import pattern
+from tests.servers.process import check_config, free_ports, running
 
 BIG_SIZE = 32 * 1024 * 1024
 SMALL_BODY = b"hello h2\n"
@@ -90,52 +89,10 @@ class H2Server:
             time.sleep(0.02)  # polling a file the server appends to, not a synchronisation point
 
 
-def binary(*names: str, extra: tuple[str, ...] = ()) -> str | None:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    for candidate in extra:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def _ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def write_htdocs(htdocs: Path) -> None:
     htdocs.mkdir(parents=True, exist_ok=True)
     (htdocs / "small").write_bytes(SMALL_BODY)
     (htdocs / "big").write_bytes(pattern(BIG_SIZE))
-
-
-def _check_config(argv: list[str]) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv} failed ({done.returncode}): {done.stdout}{done.stderr}")
-
-
-@contextlib.contextmanager
-def _running(
-    argv: list[str], directory: Path, ports: list[int], log_name: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    with open(directory / log_name, "wb") as log:
-        proc = subprocess.Popen(
-            argv, cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            for port in ports:
-                wait_listening(port, proc)
-            yield proc
-        finally:
-            stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -156,11 +113,11 @@ def world_readable_dir(prefix: str) -> Iterator[Path]:
 def run_nghttpd(exe: str, d: Path, cert: Path, key: Path) -> Iterator[H2Server]:
     """Two nghttpd processes on ``d/htdocs``: TLS (ALPN h2) and ``--no-tls`` (h2c)."""
     write_htdocs(d / "htdocs")
-    tls_port, h2c_port = _ports(2)
+    tls_port, h2c_port = free_ports(2)
     common = [exe, "--echo-upload", f"--htdocs={d / 'htdocs'}", "--address=127.0.0.1"]
     with (
-        _running([*common, str(tls_port), str(key), str(cert)], d, [tls_port], "tls.log"),
-        _running([*common, "--no-tls", str(h2c_port)], d, [h2c_port], "h2c.log"),
+        running([*common, str(tls_port), str(key), str(cert)], d, [tls_port], "tls.log"),
+        running([*common, "--no-tls", str(h2c_port)], d, [h2c_port], "h2c.log"),
     ):
         yield H2Server("nghttpd", tls_port, h2c_port, d, "echo", has_access_log=False)
 
@@ -206,14 +163,14 @@ def run_h2o(exe: str, d: Path, cert: Path, key: Path) -> Iterator[H2Server]:
     Started as root without ``user:``, h2o would setuid to ``nobody``, who cannot
     read pytest's tmp dir: ``user: root`` keeps it as it is."""
     write_htdocs(d / "htdocs")
-    tls_port, h2c_port = _ports(2)
+    tls_port, h2c_port = free_ports(2)
     user = "user: root\n" if os.geteuid() == 0 else ""
     conf = d / "h2o.conf"
     conf.write_text(
         H2O_CONFIG.format(d=d, user=user, tls_port=tls_port, h2c_port=h2c_port, cert=cert, key=key)
     )
-    _check_config([exe, "-t", "-c", str(conf)])
-    with _running([exe, "-c", str(conf)], d, [tls_port, h2c_port], "stdout.log"):
+    check_config([exe, "-t", "-c", str(conf)])
+    with running([exe, "-c", str(conf)], d, [tls_port, h2c_port], "stdout.log"):
         yield H2Server("h2o", tls_port, h2c_port, d, "echo", has_access_log=True)
 
 
@@ -303,7 +260,7 @@ def run_apache(exe: str, modules: Path, d: Path, cert: Path, key: Path) -> Itera
     script = d / "cgi" / "sha256.cgi"
     script.write_text(SHA256_CGI)
     script.chmod(0o755)
-    tls_port, h2c_port = _ports(2)
+    tls_port, h2c_port = free_ports(2)
     conf = d / "httpd.conf"
     conf.write_text(
         APACHE_CONFIG.format(
@@ -317,7 +274,7 @@ def run_apache(exe: str, modules: Path, d: Path, cert: Path, key: Path) -> Itera
             key=key,
         )
     )
-    _check_config([exe, "-t", "-f", str(conf)])
+    check_config([exe, "-t", "-f", str(conf)])
     argv = [exe, "-DFOREGROUND", "-f", str(conf)]
-    with _running(argv, d, [tls_port, h2c_port], "stdout.log"):
+    with running(argv, d, [tls_port, h2c_port], "stdout.log"):
         yield H2Server("apache2", tls_port, h2c_port, d, "sha256", has_access_log=True)

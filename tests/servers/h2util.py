@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import httpcore
@@ -39,3 +41,23 @@ def h2c_pool(**kwargs: object) -> httpcore.PoolManager:
 
 def live(infos: list[httpcore.ConnectionInfo]) -> list[httpcore.ConnectionInfo]:
     return [i for i in infos if i.state != "closed"]
+
+
+def get_from_threads(
+    client: httpcore.Client, url: Callable[[int, int], str], threads: int, per_thread: int
+) -> list[tuple[int, str, bytes]]:
+    """``threads`` threads that start together on ``client`` (a cold pool), each
+    sending ``per_thread`` GETs one after the other (``url(thread, j)``):
+    ``(status_code, http_version, body)`` of every response."""
+    barrier = threading.Barrier(threads)
+
+    def work(i: int) -> list[tuple[int, str, bytes]]:
+        barrier.wait()  # all threads hit the cold pool together
+        out = []
+        for j in range(per_thread):
+            r = client.request("GET", url(i, j))
+            out.append((r.status_code, r.http_version, r.body))
+        return out
+
+    with ThreadPoolExecutor(threads) as executor:
+        return [r for rs in executor.map(work, range(threads)) for r in rs]
