@@ -166,6 +166,7 @@ class Pool:
                         "connection reused connection_id=%d request_id=%d", slot.id, ex.id
                     )
                 conn.start(ex)
+                self._unready_if_full(slot)
                 return
         waiter = _Waiter(ex, origin, fresh)
         timeout = ex.timeout.pool
@@ -207,6 +208,19 @@ class Pool:
             stack.pop()
             slot.ready = False
         return None
+
+    def _unready_if_full(self, slot: Slot) -> None:
+        """Off the ready stack once it takes no more, so that it goes back on
+        top when it is free again (most recently used first)."""
+        conn = slot.conn
+        if slot.ready and conn is not None and conn.capacity() <= 0:
+            slot.ready = False
+            stack = self._ready.get(slot.origin)
+            if stack is not None:
+                if stack and stack[-1] is slot:
+                    stack.pop()
+                else:
+                    stack.remove(slot)
 
     def _mark_ready(self, slot: Slot) -> None:
         if not slot.ready:
@@ -300,6 +314,7 @@ class Pool:
                     "connection reused connection_id=%d request_id=%d", slot.id, waiter.ex.id
                 )
             conn.start(waiter.ex)
+            self._unready_if_full(slot)
         for index in decided.opens:
             waiter = waiters[index]
             if waiter.ex not in self._by_ex:
