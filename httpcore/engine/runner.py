@@ -167,8 +167,12 @@ class Engine:
             if hasattr(os, "eventfd"):
                 # Cheaper than call_soon_threadsafe's self-pipe: one write to
                 # wake, one read to clear, no Handle, no EAGAIN exception.
-                self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                loop.add_reader(self._wake_fd, self._on_wake)
+                fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                # Closed with the Engine object, not when the thread ends: a
+                # finalizer's post() may still write to it after teardown.
+                weakref.finalize(self, os.close, fd)
+                self._wake_fd = fd
+                loop.add_reader(fd, self._on_wake)
             _engine_threads.add(threading.get_ident())
         except BaseException as exc:
             self._startup_error = exc
@@ -325,7 +329,6 @@ class Engine:
                     loop.remove_reader(self._wake_fd)
                 except Exception:
                     pass
-                os.close(self._wake_fd)
             loop.close()
 
 
