@@ -48,8 +48,11 @@ from .transport import Transport
 
 logger = logging.getLogger("httpcore")
 
-WINDOW_ACK_MIN = 1024 * 1024
-"""Received bytes a window is re-opened by at least (fewer WINDOW_UPDATEs)."""
+WINDOW_ACK_MIN = STREAM_WINDOW // 4
+"""Bytes a stream window is re-opened by at least (fewer WINDOW_UPDATEs)."""
+
+CONNECTION_ACK_MIN = CONNECTION_WINDOW // 4
+"""Bytes the connection window is re-opened by at least."""
 
 _MAX_STREAM_ID = 2**31 - 1
 _HOP_BY_HOP = frozenset(
@@ -147,6 +150,7 @@ class _Stream:
         "unread",
         "unread_bytes",
         "uploading",
+        "window_due",
         "writing",
     )
 
@@ -166,6 +170,8 @@ class _Stream:
         """Per chunk sent to a streaming caller: [data bytes, flow-controlled
         bytes]; its stream window is re-opened as the caller consumes it."""
         self.unread_bytes = 0
+        self.window_due = 0
+        """Stream-window bytes its caller has read, not yet re-opened."""
         self.out: list[memoryview] = []
         self.out_end = False
         """The request body ends after ``out`` (END_STREAM still to send)."""
@@ -227,6 +233,9 @@ class HTTP2Connection:
         self._window_due = 0
         """Connection-window bytes received and not yet re-opened."""
         self._flush_scheduled = False
+        self._touched: dict[int, _Stream] = {}
+        """Streams with data received this loop pass, not yet delivered."""
+        self._deliver_scheduled = False
         self._timer = DeadlineTimer(self._loop, self._expire)
         transport.attach(self)
         self._flush()
@@ -373,7 +382,9 @@ class HTTP2Connection:
                 ack += part
                 consumed = 0
         del unread[:taken]
-        if ack:
+        stream.window_due += ack
+        if stream.window_due >= WINDOW_ACK_MIN:
+            ack, stream.window_due = stream.window_due, 0
             self._open_stream_window(stream.id, ack)
         self._open_connection_window()
         self._schedule_flush()
@@ -398,7 +409,7 @@ class HTTP2Connection:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:  # h2 without events_before_error
             events = [ConnectionFailed(exc)]
-        touched: dict[int, _Stream] = {}
+        touched = self._touched
         pumps: list[int] = []
         failed: ConnectionFailed | None = None
         for event in events:
@@ -407,9 +418,12 @@ class HTTP2Connection:
                 failed = event
                 break
             self._on_event(event, touched, pumps)
-        for stream in touched.values():
-            if stream.id in self.streams:
-                self._deliver(stream)
+        if touched and not self._deliver_scheduled:
+            # Delivered once the loop has handed over everything it read
+            # this pass (a TLS read often comes in a full buffer and a
+            # small remainder): fewer, larger chunks, one wake-up.
+            self._deliver_scheduled = True
+            self._loop.call_soon(self._deliver_touched)
         if failed is not None:
             self._goaway_queued = True
             reason = f"HTTP/2 protocol error: {describe(failed.error)}"
@@ -568,6 +582,16 @@ class HTTP2Connection:
 
     # -- delivery ---------------------------------------------------------------------
 
+    def _deliver_touched(self) -> None:
+        self._deliver_scheduled = False
+        touched, self._touched = self._touched, {}
+        for stream in touched.values():
+            if stream.id in self.streams:
+                self._deliver(stream)
+        if self._window_due or touched:
+            self._open_connection_window()
+            self._flush()
+
     def _deliver(self, stream: _Stream) -> None:
         ex = stream.ex
         if not ex.stream:
@@ -656,7 +680,7 @@ class HTTP2Connection:
         """Re-open the connection window for what arrived, unless callers
         already hold CONNECTION_BUFFER unread bytes (then as they read)."""
         due = self._window_due
-        if due >= WINDOW_ACK_MIN and self._held <= CONNECTION_BUFFER and not self.closed:
+        if due >= CONNECTION_ACK_MIN and self._held <= CONNECTION_BUFFER and not self.closed:
             self._window_due = 0
             self._h2.increment_flow_control_window(due)
 

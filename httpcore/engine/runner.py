@@ -170,7 +170,7 @@ class Engine:
                 fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                 # Closed with the Engine object, not when the thread ends: a
                 # finalizer's post() may still write to it after teardown.
-                weakref.finalize(self, os.close, fd)
+                weakref.finalize(self, os.close, fd).atexit = False
                 self._wake_fd = fd
                 loop.add_reader(fd, self._on_wake)
             _engine_threads.add(threading.get_ident())
