@@ -481,3 +481,33 @@ def test_repr_pool_manager_does_not_block_loop(http_server: HTTPServer) -> None:
         engine.close()
     assert text.startswith("<PoolManager")
     assert elapsed < 0.5, f"repr(pool) blocked the event loop for {elapsed:.2f}s"
+
+
+# -- 14. a response collected while the engine holds its inbox lock ---------------------
+
+
+@pytest.mark.timeout(20)
+def test_response_finalizer_takes_no_engine_lock(http_server: HTTPServer) -> None:
+    """The garbage collector may finalize an unread response on the engine
+    thread while that thread holds the inbox lock: the finalizer must not
+    wait for that lock (it would wait for itself forever), and the request
+    must still be cancelled and its connection freed."""
+    engine = httpcore.Engine()
+    try:
+        with httpcore.Client(engine=engine) as client:
+            response = client.request("GET", http_server.url("/bytes/20000000"), stream=True)
+            finished = threading.Event()
+
+            def finalize_under_lock() -> None:
+                with engine._lock:  # what the engine thread holds while draining its inbox
+                    response.__del__()
+                finished.set()
+
+            worker = threading.Thread(target=finalize_under_lock, daemon=True)
+            worker.start()
+            assert finished.wait(5), "the finalizer waited for the engine's inbox lock"
+            # the cancel reached the engine: the unread HTTP/1.1 stream is closed
+            poll_until(lambda: all(c.state != "active" for c in client.connections()))
+            assert client.request("GET", http_server.url()).status_code == 200
+    finally:
+        engine.close()
