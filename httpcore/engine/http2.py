@@ -226,6 +226,11 @@ class HTTP2Connection:
         self._goaway_queued = False
         """h2 queued our GOAWAY for a connection error: close sends no other."""
         self._settings_seen = False
+        self._stream_limit = 1
+        """The server's SETTINGS_MAX_CONCURRENT_STREAMS. Until its SETTINGS
+        arrive the limit is unknown: only the stream of the request that
+        opened the connection goes out; the rest wait one round trip rather
+        than risk REFUSED_STREAM."""
         self.requests_served = 0
         self.idle_since = self._loop.time()
         self._held = 0
@@ -255,13 +260,9 @@ class HTTP2Connection:
         """How many more streams this connection takes now."""
         if self.closed or self.goaway:
             return 0
-        h = self._h2
-        # Until the server's SETTINGS arrive its stream limit is unknown:
-        # only the stream of the request that opened the connection goes
-        # out; the rest wait one round trip rather than risk REFUSED_STREAM.
-        limit = h.remote_settings.max_concurrent_streams if self._settings_seen else 1
-        ids_left = (_MAX_STREAM_ID - h.highest_outbound_stream_id) // 2
-        return max(0, min(limit - len(self.streams), ids_left))
+        free = self._stream_limit - len(self.streams)
+        ids_left = (_MAX_STREAM_ID - self._h2.highest_outbound_stream_id) // 2
+        return max(0, min(free, ids_left))
 
     def has_expired(self, now: float, expiry: float | None) -> bool:
         if self.closed or self.goaway:
@@ -518,6 +519,7 @@ class HTTP2Connection:
             pumps.append(event.stream_id or 0)
         elif kind is h2.events.RemoteSettingsChanged:
             self._settings_seen = True
+            self._stream_limit = self._h2.remote_settings.max_concurrent_streams
             pumps.append(0)  # the initial window may have grown
             self._pool.capacity_changed(self)
         elif kind is h2.events.ConnectionTerminated:
