@@ -189,8 +189,9 @@ async def _pool_tasks(url: str) -> tuple[Counter[int], float, str, list[httpcore
         return (
             Counter(r.status_code for r in responses),
             elapsed,
-            repr(pool),
-            pool.connections(),
+            # repr() asks the engine and waits: off this loop, in a thread
+            await asyncio.to_thread(repr, pool),
+            await pool.aconnections(),
         )
 
 
