@@ -590,9 +590,7 @@ class HTTP2Connection:
         for stream in touched.values():
             if stream.id in self.streams:
                 self._deliver(stream)
-        if self._window_due or touched:
-            self._open_connection_window()
-            self._flush()
+        self._flush()  # stream-window updates of buffered (stream=False) bodies
 
     def _deliver(self, stream: _Stream) -> None:
         ex = stream.ex

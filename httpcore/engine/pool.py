@@ -538,8 +538,9 @@ class Pool:
         if keep is not None and not conn.closed and not conn.active_streams:
             if keep == 0:
                 conn.close("max_keepalive_connections=0")
-            elif self._trimmer is None and len(self._slots) > keep and self._count_idle() > keep:
-                self._trimmer = self._loop.call_later(TRIM_GRACE, self._trim)
+            elif self._trimmer is None and len(self._slots) > keep:
+                if len(self._idle_slots()) > keep:
+                    self._trimmer = self._loop.call_later(TRIM_GRACE, self._trim)
         self._arm_sweeper()
 
     def _idle_slots(self) -> list[Slot]:
@@ -548,9 +549,6 @@ class Pool:
             for s in self._slots.values()
             if s.conn is not None and not s.conn.active_streams and not s.conn.closed
         ]
-
-    def _count_idle(self) -> int:
-        return len(self._idle_slots())
 
     def _trim(self) -> None:
         """Close the longest-idle connections above ``max_keepalive_connections``.
