@@ -81,16 +81,17 @@ class RemoteProtocolError(ProtocolError):
     pass
 
 
-class LocalProtocolError(ProtocolError):
-    pass
+class LocalProtocolError(ProtocolError, ValueError):
+    """Bad protocol data from the caller (method, headers, body): also a
+    ValueError, as a wrong value is in any Python library."""
 
 
 class ProxyError(HTTPCoreError):
     pass
 
 
-class UnsupportedProtocol(HTTPCoreError):
-    pass
+class UnsupportedProtocol(HTTPCoreError, ValueError):
+    """A bad scheme or a malformed URL: also a ValueError."""
 
 
 class ResponseNotRead(HTTPCoreError):
@@ -103,6 +104,42 @@ class StreamConsumed(HTTPCoreError):
 
 class EngineClosed(HTTPCoreError):
     pass
+
+
+for _cls in (
+    HTTPCoreError,
+    TimeoutException,
+    ConnectTimeout,
+    ReadTimeout,
+    WriteTimeout,
+    PoolTimeout,
+    NetworkError,
+    ConnectError,
+    ReadError,
+    WriteError,
+    ProtocolError,
+    RemoteProtocolError,
+    LocalProtocolError,
+    ProxyError,
+    UnsupportedProtocol,
+    ResponseNotRead,
+    StreamConsumed,
+    EngineClosed,
+):
+    _cls.__module__ = "httpcore"  # tracebacks print httpcore.ConnectError
+
+_type_errors: dict[type[HTTPCoreError], type[HTTPCoreError]] = {}
+
+
+def type_error(cls: type[HTTPCoreError], message: str) -> HTTPCoreError:
+    """An instance of ``cls`` that is also a TypeError: protocol data of the
+    wrong type is both a programming error and an httpcore error."""
+    sub = _type_errors.get(cls)
+    if sub is None:
+        sub = type(cls.__name__, (cls, TypeError), {"__module__": "httpcore"})
+        sub.__qualname__ = cls.__qualname__
+        sub = _type_errors.setdefault(cls, sub)
+    return sub(message)
 
 
 ExceptionMapping = Mapping[type[BaseException], type[HTTPCoreError]]
@@ -138,8 +175,41 @@ def reraise(error: BaseException) -> HTTPCoreError:
     ``__cause__``.
     """
     if isinstance(error, HTTPCoreError):
+        if not _is_bug(error):
+            _drop_engine_frames(error)
         try:
             return type(error)(*error.args)
         except Exception:
             return HTTPCoreError(str(error))
     return HTTPCoreError(f"internal error in the engine: {describe(error)}")
+
+
+def _is_bug(error: BaseException) -> bool:
+    """An engine bug: not an error of ours, or one made from something that
+    is neither ours nor an OS, SSL or protocol error."""
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 8:
+        if not isinstance(cause, (HTTPCoreError, OSError, EOFError)) and not _is_protocol_lib(
+            cause
+        ):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
+def _is_protocol_lib(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("h11", "h2", "hpack", "hyperframe", "socksio", "asyncio"))
+
+
+def _drop_engine_frames(error: BaseException) -> None:
+    """The engine's frames say nothing to a user about a network or protocol
+    failure: keep the chain of messages, drop the engine's tracebacks."""
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 8:
+        cause.__traceback__ = None
+        cause = cause.__cause__ or cause.__context__
+        seen += 1

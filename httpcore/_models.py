@@ -7,6 +7,7 @@ fails in the caller's thread with a clear error and nothing is sent.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import ipaddress
 import re
 import ssl
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import unquote_to_bytes
 
-from ._exceptions import LocalProtocolError, ProxyError, UnsupportedProtocol
+from ._exceptions import LocalProtocolError, ProxyError, UnsupportedProtocol, type_error
 
 __all__ = ["URL", "HeaderTypes", "Origin", "ProxySpec", "Request", "build_request", "parse_proxy"]
 
@@ -28,6 +29,8 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
 """Bytes h11 refuses in a field value; checked here so the engine need not."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
+_BAD_URL_TEXT = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+"""Refused anywhere in a URL, the fragment included: never on the wire."""
 _METHODS: dict[str | bytes, bytes] = {
     m: m.encode("ascii") if isinstance(m, str) else m
     for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
@@ -61,7 +64,9 @@ class Origin:
 
     @property
     def _url_host(self) -> bytes:
-        return b"[" + self.host + b"]" if b":" in self.host else self.host
+        # An IPv6 zone id only means something to this machine: it is used
+        # to connect, never sent.
+        return b"[" + self.host.split(b"%", 1)[0] + b"]" if b":" in self.host else self.host
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,31 +88,62 @@ def _to_bytes(value: str | bytes, what: str, encoding: str = "ascii") -> bytes:
             return value.encode(encoding)
         except UnicodeEncodeError:
             raise LocalProtocolError(f"{what} {value!r} is not {encoding}-encodable") from None
-    raise LocalProtocolError(f"{what} must be str or bytes, not {type(value).__name__}")
+    raise type_error(LocalProtocolError, f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?")
+"""One DNS label as the resolver takes it (underscores, as in practice)."""
+_ZONE = re.compile(r"[A-Za-z0-9._~\-]+")
+"""An IPv6 zone id (RFC 6874: unreserved characters)."""
 
 
 def _encode_host(host: str) -> bytes:
+    """The host as it goes to the resolver and, ASCII, onto the wire.
+
+    Everything is checked after encoding: IDNA keeps ASCII labels as they
+    are, CR/LF included, so only the result can be trusted.
+    """
     if not host:
         raise UnsupportedProtocol("URL has no host")
     if host.startswith("["):
-        if not host.endswith("]"):
-            raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}")
-        literal = host[1:-1]
-        try:
-            return ipaddress.IPv6Address(literal.split("%", 1)[0]).compressed.encode("ascii") + (
-                ("%" + literal.split("%", 1)[1]).encode("ascii") if "%" in literal else b""
-            )
-        except ValueError:
-            raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}") from None
+        return _encode_ipv6(host)
     if host.isascii():
-        lowered = host.lower()
-        if not re.fullmatch(r"[a-z0-9._\-]+", lowered):
-            raise UnsupportedProtocol(f"invalid character in host {host!r}")
-        return lowered.encode("ascii")
+        encoded = host.lower()
+    else:
+        try:
+            encoded = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise UnsupportedProtocol(f"host {host!r} is not a valid IDNA name") from None
+    name = encoded[:-1] if encoded.endswith(".") else encoded
+    if not name or len(name) > 253:
+        raise UnsupportedProtocol(f"host {host!r} is empty or longer than 253 characters")
+    for label in name.split("."):
+        if not _LABEL.fullmatch(label):
+            raise UnsupportedProtocol(_label_problem(host, label))
+    return encoded.encode("ascii")
+
+
+def _label_problem(host: str, label: str) -> str:
+    if not label:
+        return f"host {host!r} has an empty label"
+    if len(label) > 63:
+        return f"host {host!r} has a label longer than 63 characters"
+    return f"invalid character in host {host!r}"
+
+
+def _encode_ipv6(host: str) -> bytes:
+    if not host.endswith("]"):
+        raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}")
+    address, pct, zone = host[1:-1].partition("%")
+    if pct:
+        zone = zone[2:] if zone.startswith("25") else zone  # RFC 6874: %25
+        if not _ZONE.fullmatch(zone):
+            raise UnsupportedProtocol(f"malformed IPv6 zone id in {host!r}")
     try:
-        return host.encode("idna").lower()
-    except UnicodeError:
-        raise UnsupportedProtocol(f"host {host!r} is not a valid IDNA name") from None
+        literal = ipaddress.IPv6Address(address).compressed
+    except ValueError:
+        raise UnsupportedProtocol(f"malformed IPv6 literal {host!r}") from None
+    return (literal + "%" + zone if pct else literal).encode("ascii")
 
 
 _url_cache: dict[str | bytes, URL] = {}
@@ -137,7 +173,9 @@ def _parse_url(url: str | bytes) -> URL:
     elif isinstance(url, str):
         text = url
     else:
-        raise UnsupportedProtocol(f"URL must be str or bytes, not {type(url).__name__}")
+        raise type_error(UnsupportedProtocol, f"URL must be str or bytes, not {type(url).__name__}")
+    if _BAD_URL_TEXT.search(text):
+        raise UnsupportedProtocol(f"URL {text!r} has whitespace or control characters")
     scheme, sep, rest = text.partition("://")
     if not sep:
         raise UnsupportedProtocol(f"URL {text!r} has no scheme; use http:// or https://")
@@ -162,7 +200,7 @@ def _parse_url(url: str | bytes) -> URL:
     else:
         host, _, port_text = authority.partition(":")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise UnsupportedProtocol(f"invalid port {port_text!r} in {text!r}")
         port = int(port_text)
     else:
@@ -192,22 +230,27 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
     if isinstance(headers, Mapping):
         items = headers.items()
     elif isinstance(headers, (str, bytes)):
-        raise LocalProtocolError("headers must be a sequence of (name, value) pairs or a mapping")
+        raise type_error(
+            LocalProtocolError, "headers must be a sequence of (name, value) pairs or a mapping"
+        )
     else:
         items = headers
     try:
         iterator = iter(items)
     except TypeError:
-        raise LocalProtocolError(
+        raise type_error(
+            LocalProtocolError,
             f"headers must be a sequence of (name, value) pairs or a mapping,"
-            f" not {type(headers).__name__}"
+            f" not {type(headers).__name__}",
         ) from None
     out: list[tuple[bytes, bytes]] = []
     for pair in iterator:
         try:
             name, value = pair
         except (TypeError, ValueError):
-            raise LocalProtocolError(f"header {pair!r} is not a (name, value) pair") from None
+            raise type_error(
+                LocalProtocolError, f"header {pair!r} is not a (name, value) pair"
+            ) from None
         name_b = _to_bytes(name, "header name")
         value_b = _to_bytes(value, "header value", "latin-1")
         if not _TOKEN.match(name_b):
@@ -229,6 +272,21 @@ class ProxySpec:
     """Sent to the proxy only (``Proxy-Authorization`` among them)."""
     ssl_context: ssl.SSLContext | None
     """For an ``https://`` proxy: verifies the proxy itself."""
+    socks_auth: tuple[bytes, bytes] | None = None
+    """SOCKS5 username and password (RFC 1929)."""
+
+    @property
+    def socks(self) -> bool:
+        """A SOCKS5 proxy: every origin is tunnelled, none forwarded."""
+        return self.origin.scheme in _SOCKS_SCHEMES
+
+    @property
+    def remote_dns(self) -> bool:
+        """``socks5h://``: the proxy resolves the origin's name."""
+        return self.origin.scheme == b"socks5h"
+
+
+_SOCKS_SCHEMES = frozenset({b"socks5", b"socks5h"})
 
 
 def parse_proxy(
@@ -237,27 +295,46 @@ def parse_proxy(
     headers: HeaderTypes,
     ssl_context: ssl.SSLContext | None,
 ) -> ProxySpec:
-    text = url.decode("ascii", "replace") if isinstance(url, bytes) else str(url)
+    if not isinstance(url, (str, bytes)):
+        raise type_error(ProxyError, f"proxy URL must be str or bytes, not {type(url).__name__}")
+    text = url.decode("ascii", "replace") if isinstance(url, bytes) else url
     scheme = text.partition("://")[0].lower()
-    if scheme.startswith("socks"):
-        raise ProxyError(f"{scheme} proxies are not supported; use an http:// or https:// proxy")
+    socks = scheme.encode("ascii", "replace") in _SOCKS_SCHEMES
+    if scheme.startswith("socks") and not socks:
+        raise ProxyError(f"{scheme}:// proxies are not supported; use socks5:// or socks5h://")
+    if socks and importlib.util.find_spec("socksio") is None:
+        raise ProxyError("SOCKS proxies need socksio: pip install 'httpcore-actor[socks]'")
     userinfo = b""
     rest = text.partition("://")[2]
     authority = rest.split("/", 1)[0]
     if "@" in authority:
         userinfo = unquote_to_bytes(authority.rsplit("@", 1)[0])
         text = text.replace(authority, authority.rsplit("@", 1)[1], 1)
+    if socks:
+        text = "http" + text[len(scheme) :]
     try:
         parsed = parse_url(text)
     except UnsupportedProtocol as exc:
         raise ProxyError(f"bad proxy URL {text!r}: {exc}") from None
-    hdrs = normalize_headers(headers)
     if auth is not None:
         user, password = (_to_bytes(part, "proxy credential", "utf-8") for part in auth)
         userinfo = user + b":" + password
+    origin = parsed.origin
+    if socks:
+        hostport = authority.rsplit("@", 1)[-1]
+        port = origin.port if ":" in hostport.rsplit("]", 1)[-1] else 1080
+        origin = Origin(scheme.encode("ascii"), origin.host, port)
+        credentials = None
+        if userinfo:
+            user, _, password = userinfo.partition(b":")
+            if len(user) > 255 or len(password) > 255:
+                raise ProxyError("SOCKS5 username and password are 255 bytes at most")
+            credentials = (user, password)
+        return ProxySpec(origin, (), None, credentials)
+    hdrs = normalize_headers(headers)
     if userinfo:
         hdrs.append((b"Proxy-Authorization", b"Basic " + base64.b64encode(userinfo)))
-    return ProxySpec(parsed.origin, tuple(hdrs), ssl_context)
+    return ProxySpec(origin, tuple(hdrs), ssl_context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +381,9 @@ def build_request(
         if b"content-length" not in names and b"transfer-encoding" not in names:
             hdrs.append((b"Content-Length", str(len(data)).encode("ascii")))
     elif isinstance(body, (str, Mapping)):
-        raise LocalProtocolError(
-            f"body must be bytes, an iterable of bytes or None, not {type(body).__name__}"
+        raise type_error(
+            LocalProtocolError,
+            f"body must be bytes, an iterable of bytes or None, not {type(body).__name__}",
         )
     elif is_async and isinstance(body, AsyncIterable):
         source, data = body, None
@@ -313,8 +391,9 @@ def build_request(
         source, data = body, None
     else:
         what = "an async iterable, " if is_async else ""
-        raise LocalProtocolError(
-            f"body must be bytes, {what}an iterable of bytes or None, not {type(body).__name__}"
+        raise type_error(
+            LocalProtocolError,
+            f"body must be bytes, {what}an iterable of bytes or None, not {type(body).__name__}",
         )
     if source is not None and b"content-length" not in names and b"transfer-encoding" not in names:
         hdrs.append((b"Transfer-Encoding", b"chunked"))

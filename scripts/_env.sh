@@ -6,7 +6,7 @@
 
 # --- system packages -------------------------------------------------------
 # Debian/Ubuntu packages the tests need, installed with apt-get when missing.
-APT_PACKAGES=(nginx tinyproxy nghttp2-server h2o apache2)
+APT_PACKAGES=(nginx tinyproxy nghttp2-server h2o apache2 dante-server)
 # ---------------------------------------------------------------------------
 
 _httpcore_apt_install() {

@@ -130,6 +130,6 @@ def test_connect_request_and_refusal(raw: RawFactory) -> None:
     assert seen.header(b"Proxy-Authorization") == [b"Basic dTpw"]
 
 
-def test_socks_proxy_refused_at_construction() -> None:
-    with pytest.raises(httpcore.ProxyError, match="socks5"):
-        httpcore.Client(proxy="socks5://127.0.0.1:1080")
+def test_socks4_proxy_refused_at_construction() -> None:
+    with pytest.raises(httpcore.ProxyError, match="socks4"):
+        httpcore.Client(proxy="socks4://127.0.0.1:1080")

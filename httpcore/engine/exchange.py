@@ -19,16 +19,21 @@ Head = tuple[int, bytes, list[tuple[bytes, bytes]], str]
 
 
 def body_event(
-    head: Head, head_sent: bool, parts: list[bytes], end: bool
+    head: Head,
+    head_sent: bool,
+    parts: list[bytes],
+    end: bool,
+    trailers: list[tuple[bytes, bytes]] | None = None,
 ) -> ResponseHead | BodyChunk | None:
     """What to send a caller for the body pieces in ``parts`` (emptied): the
-    head goes with the first piece, so a small response is one event."""
+    head goes with the first piece, so a small response is one event; the
+    trailers, if any, with the last."""
     data = b"".join(parts) if len(parts) != 1 else bytes(parts[0])
     parts.clear()
     if not head_sent:
-        return ResponseHead(*head, data, end)
+        return ResponseHead(*head, data, end, trailers)
     if data or end:
-        return BodyChunk(data, end)
+        return BodyChunk(data, end, trailers)
     return None
 
 

@@ -302,7 +302,12 @@ class HTTP11Connection:
                 if kind is _Data:
                     parts.append(event.data)  # type: ignore[union-attr]
                 elif kind is _EndOfMessage:
-                    self._complete(ex, h.our_state is _DONE and h.their_state is _DONE)
+                    trailers = event.headers  # type: ignore[union-attr]
+                    self._complete(
+                        ex,
+                        h.our_state is _DONE and h.their_state is _DONE,
+                        list(trailers.raw_items()) if trailers else None,
+                    )
                     return
                 elif kind is _Response:
                     assert isinstance(event, _Response)
@@ -414,10 +419,15 @@ class HTTP11Connection:
                 return
         self._touch()
 
-    def _complete(self, ex: Exchange, reusable: bool) -> None:
+    def _complete(
+        self,
+        ex: Exchange,
+        reusable: bool,
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         """The whole response is in: settle the connection, then end."""
         assert self._head is not None
-        final = body_event(self._head, self._head_sent, self._parts, True)
+        final = body_event(self._head, self._head_sent, self._parts, True, trailers)
         assert final is not None
         h = self._h11
         close: str | None = None
@@ -441,8 +451,10 @@ class HTTP11Connection:
         """End the exchange with ``error``; the connection cannot be trusted.
         A reused connection that failed before any response byte was most
         likely closed by the server while idle: the pool may retry."""
-        stale = self._reused and not self._got_bytes and isinstance(
-            error, (ReadError, WriteError, RemoteProtocolError)
+        stale = (
+            self._reused
+            and not self._got_bytes
+            and isinstance(error, (ReadError, WriteError, RemoteProtocolError))
         )
         retry = Retry.IF_IDEMPOTENT if stale else Retry.NO
         self._end(error, retry, close=reason or describe(error))

@@ -146,6 +146,7 @@ class _Stream:
         "parts",
         "received",
         "to_ack",
+        "trailers",
         "unacked_upload",
         "unread",
         "unread_bytes",
@@ -159,6 +160,7 @@ class _Stream:
         self.ex = ex
         self.head: Head | None = None
         self.head_sent = False
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         self.parts: list[bytes] = []
         self.received = 0
         """Body bytes received, checked against ``expected`` at the end."""
@@ -406,6 +408,9 @@ class HTTP2Connection:
         self.close("internal error", error)
 
     def on_data(self, data: memoryview) -> None:
+        if not self._settings_seen and bytes(data[:5]) == b"HTTP/":
+            self._not_h2(f"it answered {bytes(data[:12]).decode('latin-1')!r}")
+            return
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:  # h2 without events_before_error
@@ -439,7 +444,19 @@ class HTTP2Connection:
         self._flush()
 
     def on_eof(self) -> None:
+        if not self._settings_seen and self.origin.scheme == b"http":
+            self._not_h2("it closed the connection without sending HTTP/2 SETTINGS")
+            return
         self._lost("server closed the connection")
+
+    def _not_h2(self, what: str) -> None:
+        """A server that does not speak HTTP/2 at all: say so, not "protocol
+        error" (h2c prior knowledge against an HTTP/1.1 server)."""
+        how = " (prior knowledge: http1=False)" if self.origin.scheme == b"http" else ""
+        error = RemoteProtocolError(
+            f"the server at {self.origin} does not speak HTTP/2{how}: {what}"
+        )
+        self.close("not HTTP/2", error)
 
     def on_lost(self, exc: BaseException | None) -> None:
         self._lost("connection lost" if exc is None else describe(exc))
@@ -528,11 +545,13 @@ class HTTP2Connection:
         elif kind is h2.events.TrailersReceived:
             assert isinstance(event, h2.events.TrailersReceived)
             stream = self.streams.get(event.stream_id or 0)
-            problem = check_fields(event.headers or [], trailers=True)[0]
+            problem, _, fields = check_fields(event.headers or [], trailers=True)
             if stream is not None and problem is not None:
                 touched.pop(stream.id, None)
                 error = RemoteProtocolError(f"malformed trailers: {problem}")
                 self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
+            elif stream is not None:
+                stream.trailers = fields
         elif kind is h2.events.InformationalResponseReceived:
             stream = self.streams.get(getattr(event, "stream_id", 0))
             if stream is not None:
@@ -632,7 +651,7 @@ class HTTP2Connection:
             )
             self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
             return
-        final = body_event(stream.head, stream.head_sent, stream.parts, True)
+        final = body_event(stream.head, stream.head_sent, stream.parts, True, stream.trailers)
         assert final is not None
         self.requests_served += 1
         self._end(stream, final)

@@ -51,6 +51,10 @@ class PoolConfig:
     http2: bool
     proxy: object
     retries: int
+    uds: str | None = None
+    """Connect to this Unix socket instead of the host (first hop)."""
+    local_address: str | None = None
+    socket_options: tuple[tuple[int, int, int | bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class ResponseHead:
     http_version: str
     body: bytes
     complete: bool
+    trailers: list[tuple[bytes, bytes]] | None = None
+    """With ``complete``: HTTP/1.1 chunked trailers or HTTP/2 trailing HEADERS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,8 @@ class BodyChunk:
 
     data: bytes
     end: bool
+    trailers: list[tuple[bytes, bytes]] | None = None
+    """With ``end``: the trailer fields, if the response had any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +157,8 @@ class SendBody:
     request_id: int
     data: bytes
     end: bool
+    trailers: list[tuple[bytes, bytes]] | None = None
+    """With ``end``: the trailer fields, if the response had any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from .._exceptions import (
     describe,
 )
 from .._models import Origin, ProxySpec
-from .connect import open_transport
+from .connect import Dialer, open_transport
 from .exchange import Exchange
 from .http2 import HTTP2Connection
 from .http11 import HTTP11Connection
@@ -110,6 +110,7 @@ class Pool:
         proxy = config.proxy
         assert proxy is None or isinstance(proxy, ProxySpec)
         self._proxy: ProxySpec | None = proxy
+        self._dialer = Dialer(config.uds, config.local_address, config.socket_options)
         self._loop = asyncio.get_running_loop()
         self._slots: dict[int, Slot] = {}
         self._by_conn: dict[Connection, Slot] = {}
@@ -162,9 +163,7 @@ class Pool:
                 conn = slot.conn
                 assert conn is not None
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "connection reused connection_id=%d request_id=%d", slot.id, ex.id
-                    )
+                    logger.debug("connection reused connection_id=%d request_id=%d", slot.id, ex.id)
                 conn.start(ex)
                 self._unready_if_full(slot)
                 return
@@ -182,7 +181,7 @@ class Pool:
         proxy, every ``http://`` request shares the proxy's connections."""
         origin = ex.request.url.origin
         proxy = self._proxy
-        if proxy is not None and origin.scheme == b"http":
+        if proxy is not None and origin.scheme == b"http" and not proxy.socks:
             return proxy.origin
         return origin
 
@@ -296,9 +295,7 @@ class Pool:
         now = self._loop.time()
         expiry = self.limits.keepalive_expiry
         views = [self._view(slot, now, expiry) for slot in slots]
-        wanted = [
-            WaiterView(w.origin, w.fresh, self._may_share(w.origin)) for w in waiters
-        ]
+        wanted = [WaiterView(w.origin, w.fresh, self._may_share(w.origin)) for w in waiters]
         decided = plan(wanted, views, self.limits.max_connections)
         by_id = {slot.id: slot for slot in slots}
         for index, slot_id in decided.grants:
@@ -411,7 +408,7 @@ class Pool:
             assert proxy is not None
             ctx, tunnel, offer = proxy.ssl_context or self._ssl, None, ["http/1.1"]
         transport = await open_transport(
-            slot.origin, ctx, ex.timeout, self.config.retries, tunnel, offer
+            slot.origin, ctx, ex.timeout, self.config.retries, tunnel, offer, self._dialer
         )
         if self.closed or slot.id not in self._slots:
             transport.close()
@@ -440,7 +437,11 @@ class Pool:
             extra = f" tls={tls} alpn={alpn}" if tls else ""
             logger.debug(
                 "connection opened connection_id=%d origin=%s http_version=%s%s request_id=%d",
-                slot.id, slot.origin, conn.http_version, extra, ex.id,
+                slot.id,
+                slot.origin,
+                conn.http_version,
+                extra,
+                ex.id,
             )
         return conn
 
@@ -457,9 +458,7 @@ class Pool:
         if isinstance(outcome, Exception):
             if not ex.done and self._may_retry(ex, retry, outcome):
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "request retried request_id=%d after %s", ex.id, describe(outcome)
-                    )
+                    logger.debug("request retried request_id=%d after %s", ex.id, describe(outcome))
                 # A stale keep-alive may have stale siblings: take a new one.
                 self.submit(ex, fresh=retry is Retry.IF_IDEMPOTENT)
             else:

@@ -5,20 +5,33 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
+import logging
+import os
 import queue
 import ssl
 import weakref
 from collections import deque
+from collections.abc import Iterable
 
-from .._config import Limits, Proxy, Timeout, TimeoutTypes, default_ssl_context, to_timeout
+from .._config import (
+    DEFAULT_TIMEOUT,
+    UNSET,
+    Limits,
+    Proxy,
+    Timeout,
+    TimeoutTypes,
+    default_ssl_context,
+    to_timeout,
+)
 from .._exceptions import (
     EngineClosed,
     LocalProtocolError,
     ProxyError,
     ResponseNotRead,
-    UnsupportedProtocol,
     reraise,
+    type_error,
 )
 from .._models import ProxySpec, Request, parse_proxy
 from ..engine import runner
@@ -38,6 +51,8 @@ from ..engine.messages import (
 )
 from ..engine.runner import Engine, assert_not_engine_thread, default_engine, on_engine_thread
 
+logger = logging.getLogger("httpcore")
+
 _request_ids = itertools.count(1)
 next_request_id = _request_ids.__next__
 
@@ -55,40 +70,100 @@ def _alpn(http1: bool, http2: bool) -> list[str]:
 
 
 def make_config(
-    ssl_context: ssl.SSLContext | None,
+    ssl_context: ssl.SSLContext | bool | None,
     limits: Limits | None,
     http1: bool,
     http2: bool,
     proxy: str | bytes | Proxy | None,
     retries: int,
+    uds: str | os.PathLike[str] | None = None,
+    local_address: str | None = None,
+    socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
 ) -> PoolConfig:
     """Validate frontend options once, at construction."""
     if not (http1 or http2):
-        raise UnsupportedProtocol("at least one of http1 and http2 must be enabled")
+        raise ValueError("at least one of http1 and http2 must be enabled")
     if limits is not None and not isinstance(limits, Limits):
         raise TypeError(f"limits must be httpcore.Limits, not {type(limits).__name__}")
-    if not isinstance(retries, int) or retries < 0:
-        raise ValueError("retries must be an int >= 0")
-    protocols = _alpn(http1, http2)
-    if ssl_context is None:
-        key = (http1, http2)
-        ctx = _default_contexts.get(key)
-        if ctx is None:
-            ctx = default_ssl_context()
-            ctx.set_alpn_protocols(protocols)
-            ctx = _default_contexts.setdefault(key, ctx)
-    elif isinstance(ssl_context, ssl.SSLContext):
-        ctx = ssl_context  # the engine sets ALPN per connection (ALPNContext)
-    else:
-        raise TypeError(f"ssl must be an ssl.SSLContext, not {type(ssl_context).__name__}")
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"retries must be an int, not {type(retries).__name__}")
+    if retries < 0:
+        raise ValueError(f"retries={retries}: must be >= 0")
     return PoolConfig(
-        ssl_context=ctx,
+        ssl_context=_ssl_context(ssl_context, http1, http2),
         limits=limits or Limits(),
         http1=http1,
         http2=http2,
         proxy=_proxy_spec(proxy),
         retries=retries,
+        uds=_uds(uds),
+        local_address=_local_address(local_address),
+        socket_options=_socket_options(socket_options),
     )
+
+
+def _ssl_context(value: ssl.SSLContext | bool | None, http1: bool, http2: bool) -> ssl.SSLContext:
+    if value is None or value is True:
+        key = (http1, http2)
+        ctx = _default_contexts.get(key)
+        if ctx is None:
+            ctx = default_ssl_context()
+            ctx.set_alpn_protocols(_alpn(http1, http2))
+            ctx = _default_contexts.setdefault(key, ctx)
+        return ctx
+    if value is False:
+        logger.warning(
+            "ssl=False: certificates are not verified; anyone on the path can read and"
+            " change this client's HTTPS traffic"
+        )
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(_alpn(http1, http2))
+        return ctx
+    if isinstance(value, ssl.SSLContext):
+        return value  # the engine sets ALPN per connection (ALPNContext)
+    raise TypeError(f"ssl must be an ssl.SSLContext, False or None, not {type(value).__name__}")
+
+
+def _uds(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"uds must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not path or "\0" in path:
+        raise ValueError(f"uds={path!r} is not a Unix socket path")
+    return path
+
+
+def _local_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"local_address must be an IP address string, not {type(value).__name__}")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"local_address={value!r} is not an IP address") from None
+
+
+def _socket_options(
+    value: Iterable[tuple[int, int, int | bytes]] | None,
+) -> tuple[tuple[int, int, int | bytes], ...]:
+    if value is None:
+        return ()
+    out = []
+    for item in value:
+        if (
+            not isinstance(item, tuple)
+            or len(item) != 3
+            or not all(isinstance(part, int) for part in item[:2])
+            or not isinstance(item[2], (int, bytes))
+        ):
+            raise TypeError(f"socket option {item!r} is not a (level, option, value) tuple")
+        out.append(item)
+    return tuple(out)
 
 
 def _proxy_spec(proxy: str | bytes | Proxy | None) -> ProxySpec | None:
@@ -97,7 +172,9 @@ def _proxy_spec(proxy: str | bytes | Proxy | None) -> ProxySpec | None:
     if isinstance(proxy, (str, bytes)):
         proxy = Proxy(proxy)
     if not isinstance(proxy, Proxy):
-        raise ProxyError(f"proxy must be a URL or httpcore.Proxy, not {type(proxy).__name__}")
+        raise type_error(
+            ProxyError, f"proxy must be a URL or httpcore.Proxy, not {type(proxy).__name__}"
+        )
     url = proxy.url.decode("ascii", "replace") if isinstance(proxy.url, bytes) else proxy.url
     tls = default_ssl_context() if url.lower().startswith("https://") else None
     if tls is not None:
@@ -112,16 +189,23 @@ class FrontendBase:
 
     def __init__(
         self,
-        ssl: ssl.SSLContext | None = None,
-        timeout: TimeoutTypes = None,
+        ssl: ssl.SSLContext | bool | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         limits: Limits | None = None,
         http1: bool = True,
         http2: bool = True,
         proxy: str | bytes | Proxy | None = None,
         retries: int = 0,
+        uds: str | os.PathLike[str] | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple[int, int, int | bytes]] | None = None,
         engine: Engine | None = None,
     ) -> None:
-        self._config = make_config(ssl, limits, http1, http2, proxy, retries)
+        if engine is not None and not isinstance(engine, Engine):
+            raise TypeError(f"engine must be an httpcore.Engine, not {type(engine).__name__}")
+        self._config = make_config(
+            ssl, limits, http1, http2, proxy, retries, uds, local_address, socket_options
+        )
         self._timeout: Timeout = to_timeout(timeout)
         self._engine = engine
         self._closed = False
@@ -158,7 +242,7 @@ class FrontendBase:
         """Hand the engine a validated request; its events go to ``reply``."""
         engine = self._get_engine()
         request_id = next_request_id()
-        timeout_ = self._timeout if timeout is None else to_timeout(timeout)
+        timeout_ = self._timeout if timeout is UNSET else to_timeout(timeout)
         engine.submit(
             StartRequest(request_id, self._config, request, timeout_, stream, reply, loop)
         )
@@ -264,12 +348,14 @@ class ResponseBase:
     __slots__ = (
         "_body",
         "_consumed",
+        "_drained",
         "_ended",
         "_engine",
         "_first",
         "_owner",
         "_request_id",
         "_streamed",
+        "_trailers",
         "headers",
         "http_version",
         "reason",
@@ -295,8 +381,13 @@ class ResponseBase:
         self._engine = engine
         self._request_id = request_id
         self._ended = head.complete
+        self._trailers: list[tuple[bytes, bytes]] | None = (
+            (head.trailers or []) if head.complete else None
+        )
         self._first = head.body
         self._body: bytes | None = None if stream else head.body
+        self._drained = not stream
+        """The caller has had the whole body: trailers are theirs now."""
         self._streamed = False
         self._consumed = 0
 
@@ -311,12 +402,21 @@ class ResponseBase:
             )
         return self._body
 
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]]:
+        """Trailer fields (HTTP/1.1 chunked trailers, HTTP/2 trailing
+        HEADERS), once the whole body has arrived; ``[]`` if none."""
+        if self._trailers is None or not self._drained:
+            raise ResponseNotRead(f"the trailers of a response are available after {self._read}")
+        return self._trailers
+
     def _chunk(self, event: Event) -> bytes:
         """The body bytes an event carries; raises the error a Failed carries."""
         if type(event) is BodyChunk:
             assert isinstance(event, BodyChunk)
             if event.end:
                 self._ended = True
+                self._trailers = event.trailers or []
             return event.data
         if type(event) is Failed:
             assert isinstance(event, Failed)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 
-from .._config import TimeoutTypes
+from .._config import UNSET, TimeoutTypes
 from .._exceptions import EngineClosed, StreamConsumed
 from .._models import HeaderTypes, build_request
 from ..engine import runner
@@ -74,6 +74,7 @@ class AsyncResponse(ResponseBase):
                 if data:
                     yield data
                     self._credit(len(data))
+            self._drained = True
         finally:
             if not self._ended:
                 self._cancel()
@@ -112,7 +113,7 @@ class PoolManager(FrontendBase):
         headers: HeaderTypes = None,
         body: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = None,
         stream: bool = False,
-        timeout: TimeoutTypes = None,
+        timeout: TimeoutTypes = UNSET,
     ) -> AsyncResponse:
         request, source = build_request(method, url, headers, body, is_async=True)
         loop = asyncio.get_running_loop()
@@ -231,7 +232,7 @@ async def request(
     headers: HeaderTypes = None,
     body: bytes | Iterable[bytes] | AsyncIterable[bytes] | None = None,
     stream: bool = False,
-    timeout: TimeoutTypes = None,
+    timeout: TimeoutTypes = UNSET,
 ) -> AsyncResponse:
     """One request through the process-wide default PoolManager and engine."""
     return await _default_pool().request(

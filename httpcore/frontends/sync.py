@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import logging
 import queue
+from asyncio.events import _get_running_loop
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
-from .._config import TimeoutTypes
+from .._config import UNSET, TimeoutTypes
 from .._exceptions import StreamConsumed
 from .._models import HeaderTypes, build_request
 from ..engine.messages import Event, ResponseHead, SendBody, UploadAck
@@ -21,6 +23,8 @@ from ._bridge import (
     head_or_raise,
     upload_piece,
 )
+
+logger = logging.getLogger("httpcore")
 
 
 class Response(ResponseBase):
@@ -66,6 +70,7 @@ class Response(ResponseBase):
                 if data:
                     yield data
                     self._credit(len(data))
+            self._drained = True
         finally:
             if not self._ended:
                 self.close()
@@ -104,9 +109,11 @@ class Client(FrontendBase):
         headers: HeaderTypes = None,
         body: bytes | Iterable[bytes] | None = None,
         stream: bool = False,
-        timeout: TimeoutTypes = None,
+        timeout: TimeoutTypes = UNSET,
     ) -> Response:
         assert_not_engine_thread()
+        if _get_running_loop() is not None:
+            _warn_blocking_loop()
         request, source = build_request(method, url, headers, body, is_async=False)
         replies: queue.SimpleQueue[Event] = queue.SimpleQueue()
         engine, request_id = self._start(request, stream, timeout, replies.put)
@@ -129,6 +136,22 @@ class Client(FrontendBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_warned = False
+
+
+def _warn_blocking_loop() -> None:
+    """Once per process: a sync call here works but stalls every other task
+    of the caller's loop until the response arrives."""
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning(
+            "httpcore.Client.request() called on a thread whose event loop is running:"
+            " it blocks that loop until the response arrives; use httpcore.PoolManager"
+            " (await pool.request(...)) in async code"
+        )
 
 
 def _upload(
