@@ -168,20 +168,28 @@ def describe(exc: BaseException) -> str:
 
 
 def reraise(error: BaseException) -> HTTPCoreError:
-    """A fresh copy of an engine-side error for raising on the caller's side.
+    """A fresh copy of an engine-side error, to raise on the caller's side.
 
-    Use as ``raise reraise(err) from err``: the type and message are kept,
-    the engine's instance (with its own traceback and cause) becomes
-    ``__cause__``.
+    The type and message are kept. For a network or protocol failure the
+    cause is the foreign original (an ``OSError``, an SSL error) or, if there
+    is none, the engine's instance, in both cases without the engine's
+    frames: the user's traceback shows their own call once. An engine bug
+    keeps its whole chain, frames included.
     """
     if isinstance(error, HTTPCoreError):
-        if not _is_bug(error):
-            _drop_engine_frames(error)
         try:
-            return type(error)(*error.args)
+            copy = type(error)(*error.args)
         except Exception:
-            return HTTPCoreError(str(error))
-    return HTTPCoreError(f"internal error in the engine: {describe(error)}")
+            copy = HTTPCoreError(str(error))
+        if _is_bug(error):
+            copy.__cause__ = error
+        else:
+            _drop_engine_frames(error)
+            copy.__cause__ = error.__cause__ or error
+        return copy
+    copy = HTTPCoreError(f"internal error in the engine: {describe(error)}")
+    copy.__cause__ = error
+    return copy
 
 
 def _is_bug(error: BaseException) -> bool:

@@ -443,7 +443,7 @@ async def open_transport(
         if attempt > retries:
             if attempt > 1:
                 final = type(error)(f"{error} (gave up after {attempt} attempts)")
-                final.__cause__ = error
+                final.__cause__ = error.__cause__ or error
                 raise final
             raise error
         delay = min(BACKOFF_MAX, BACKOFF_FACTOR * (2 ** (attempt - 1))) * (

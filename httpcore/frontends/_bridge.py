@@ -290,7 +290,7 @@ def head_or_raise(event: Event) -> ResponseHead:
         assert isinstance(event, ResponseHead)
         return event
     assert isinstance(event, Failed)
-    raise reraise(event.error) from event.error
+    raise reraise(event.error)
 
 
 class AsyncReceiver:
@@ -421,7 +421,7 @@ class ResponseBase:
         if type(event) is Failed:
             assert isinstance(event, Failed)
             self._ended = True
-            raise reraise(event.error) from event.error
+            raise reraise(event.error)
         return b""
 
     def _credit(self, nbytes: int) -> None:
