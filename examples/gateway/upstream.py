@@ -8,6 +8,7 @@ is imported only when chosen (httpx lives in a separate virtualenv, where
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -106,6 +107,8 @@ class HttpcoreClient:
         import httpcore
 
         self._httpcore = httpcore
+        self._engine: Any = None
+        self._hosted = os.environ.get("GATEWAY_ENGINE", "hosted") == "hosted"
         self._pools: dict[tuple[str, str | None], Any] = {}
         self._timeouts: dict[Limits, Any] = {}
 
@@ -117,8 +120,12 @@ class HttpcoreClient:
             import ssl
 
             httpcore = self._httpcore
+            if self._engine is None and self._hosted:
+                # On the ASGI server's own loop: no thread hop per request.
+                self._engine = httpcore.Engine.hosted()
             context = ssl.create_default_context(cafile=limits.ca_file) if limits.ca_file else None
             pool = self._pools[key] = httpcore.PoolManager(
+                engine=self._engine,
                 ssl=context,
                 http1=limits.protocol != "h2c",
                 http2=limits.protocol != "http1",
@@ -168,6 +175,8 @@ class HttpcoreClient:
     async def aclose(self) -> None:
         for pool in self._pools.values():
             await pool.aclose()
+        if self._engine is not None:
+            self._engine.close()
 
 
 # -- aiohttp: for comparison ---------------------------------------------------------

@@ -49,6 +49,9 @@ class Outbox:
         self._scheduled = False
         pending, self._pending = self._pending, {}
         for target, (items, exchanges) in pending.items():
+            if target is self._loop:  # a hosted engine's own loop: no hop
+                _deliver(items)
+                continue
             try:
                 target.call_soon_threadsafe(_deliver, items)
             except RuntimeError:  # that caller's loop is closed: nobody listens

@@ -29,6 +29,7 @@ from .messages import (
 )
 from .outbox import Outbox
 from .pool import Pool
+from .transport import Transport
 
 logger = logging.getLogger("httpcore")
 
@@ -71,6 +72,37 @@ class Engine:
     """
 
     def __init__(self, *, name: str = "httpcore-engine", loop: str | None = None) -> None:
+        self._init_state(name)
+        kind = loop if loop is not None else os.environ.get("HTTPCORE_LOOP") or None
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._main, args=(kind,), name=name, daemon=True
+        )
+        self._thread.start()
+        self._started.wait()
+        if self._startup_error is not None:
+            raise EngineClosed(
+                f"engine failed to start: {describe(self._startup_error)}"
+            ) from self._startup_error
+        _all_engines.add(self)
+
+    @classmethod
+    def hosted(cls) -> Engine:
+        """An engine on the caller's running event loop, with no thread of
+        its own: requests from coroutines on that loop reach it and come
+        back without a thread hop (an ASGI gateway's worker wants this).
+        Other threads and loops still share it through the same messages;
+        the sync API raises RuntimeError on the hosting thread, whose loop
+        it would block. Close it (``close()``) before the loop ends."""
+        loop = asyncio.get_running_loop()
+        self = cls.__new__(cls)
+        self._init_state(f"hosted on thread {threading.current_thread().name}")
+        self._thread = None
+        self._attach(loop)
+        _all_engines.add(self)
+        return self
+
+    def _init_state(self, name: str) -> None:
+        self._name = name
         self._lock = threading.Lock()
         self._inbox: deque[Command] = deque()
         self._gc_inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
@@ -80,21 +112,14 @@ class Engine:
         self._closed = False
         self._generation = _fork_generation
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._host: int | None = None
+        """The hosting thread's id, for a hosted engine."""
         self._startup_error: BaseException | None = None
         self._started = threading.Event()
         self._stopped = threading.Event()
         self._pools: dict[PoolConfig, Pool] = {}
         self._exchanges: dict[int, Exchange] = {}
         self._wake_fd = -1
-        kind = loop if loop is not None else os.environ.get("HTTPCORE_LOOP") or None
-        self._thread = threading.Thread(target=self._main, args=(kind,), name=name, daemon=True)
-        self._thread.start()
-        self._started.wait()
-        if self._startup_error is not None:
-            raise EngineClosed(
-                f"engine failed to start: {describe(self._startup_error)}"
-            ) from self._startup_error
-        _all_engines.add(self)
 
     # -- caller side ----------------------------------------------------------------
 
@@ -106,6 +131,13 @@ class Engine:
         """Hand ``msg`` to the engine; never blocks on the engine's work."""
         if self._generation != _fork_generation:
             raise EngineClosed("engine belongs to the parent process (fork)")
+        if self._host is not None and threading.get_ident() == self._host:
+            # A coroutine on the hosting loop: the engine's code may run
+            # right here, between two awaits of the caller.
+            if self._closed:
+                raise EngineClosed("engine is closed")
+            self._dispatch_one(msg)
+            return
         with self._lock:
             if self._closed:
                 raise EngineClosed("engine is closed")
@@ -135,6 +167,9 @@ class Engine:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread: in-flight requests fail with EngineClosed."""
+        if self._thread is None:
+            self._close_hosted()
+            return
         assert_not_engine_thread()
         if self._generation != _fork_generation:
             self._closed = True
@@ -154,7 +189,35 @@ class Engine:
 
     def __repr__(self) -> str:
         state = "running" if self.alive else "closed"
-        return f"<Engine {self._thread.name} {state}>"
+        return f"<Engine {self._name} {state}>"
+
+    def _close_hosted(self) -> None:
+        """A hosted engine: fail what is in flight and close its connections,
+        on the hosting loop (at once when called there)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._generation != _fork_generation or self._loop is None:
+            return
+        if threading.get_ident() != self._host:
+            try:
+                self._loop.call_soon_threadsafe(self._stop_hosted)
+            except RuntimeError:
+                pass  # the loop is closed: its sockets went with it
+            return
+        self._stop_hosted()
+
+    def _stop_hosted(self) -> None:
+        assert self._loop is not None
+        self._fail_all(EngineClosed("engine closed"))
+        if self._wake_fd >= 0:
+            try:
+                self._loop.remove_reader(self._wake_fd)
+            except Exception:
+                pass
+        _engine_threads.discard(self._host or 0)
+        self._stopped.set()
 
     # -- engine thread ------------------------------------------------------------------
 
@@ -162,18 +225,7 @@ class Engine:
         try:
             loop = _new_loop(kind)
             asyncio.set_event_loop(loop)
-            self._loop = loop
-            self._outbox = Outbox(loop)
-            if hasattr(os, "eventfd"):
-                # Cheaper than call_soon_threadsafe's self-pipe: one write to
-                # wake, one read to clear, no Handle, no EAGAIN exception.
-                fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                # Closed with the Engine object, not when the thread ends: a
-                # finalizer's post() may still write to it after teardown.
-                weakref.finalize(self, os.close, fd).atexit = False
-                self._wake_fd = fd
-                loop.add_reader(fd, self._on_wake)
-            _engine_threads.add(threading.get_ident())
+            self._attach(loop)
         except BaseException as exc:
             self._startup_error = exc
             self._started.set()
@@ -185,6 +237,23 @@ class Engine:
             self._teardown(loop)
             _engine_threads.discard(threading.get_ident())
             self._stopped.set()
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make ``loop`` (running on this thread) the engine's."""
+        self._loop = loop
+        self._outbox = Outbox(loop)
+        if hasattr(os, "eventfd"):
+            # Cheaper than call_soon_threadsafe's self-pipe: one write to
+            # wake, one read to clear, no Handle, no EAGAIN exception.
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            # Closed with the Engine object, not when the thread ends: a
+            # finalizer's post() may still write to it after teardown.
+            weakref.finalize(self, os.close, fd).atexit = False
+            self._wake_fd = fd
+            loop.add_reader(fd, self._on_wake)
+        _engine_threads.add(threading.get_ident())
+        if self._thread is None:
+            self._host = threading.get_ident()
 
     def _on_wake(self) -> None:
         try:
@@ -201,10 +270,13 @@ class Engine:
         while not self._gc_inbox.empty():
             inbox.append(self._gc_inbox.get_nowait())
         for msg in inbox:
-            try:
-                self._dispatch(msg)
-            except Exception as exc:  # a bug here must not stop the engine
-                self._on_bug(msg, exc)
+            self._dispatch_one(msg)
+
+    def _dispatch_one(self, msg: Command) -> None:
+        try:
+            self._dispatch(msg)
+        except Exception as exc:  # a bug here must not stop the engine
+            self._on_bug(msg, exc)
 
     def _on_bug(self, msg: Command, exc: Exception) -> None:
         """Fail the request a message concerned; the engine goes on."""
@@ -275,15 +347,20 @@ class Engine:
         assert self._loop is not None
         self._loop.create_task(self._stop())
 
-    async def _stop(self) -> None:
+    def _fail_all(self, error: EngineClosed) -> list[Transport]:
+        """Close every pool (failing what runs there) and any exchange left."""
         transports = []
         for pool in self._pools.values():
             transports.extend(pool.transports())
-            pool.close(EngineClosed("engine closed"))
+            pool.close(error)
         self._pools.clear()
         for ex in list(self._exchanges.values()):  # none, unless a bug left one
-            ex.fail(EngineClosed("engine closed"))
+            ex.fail(error)
             ex.abandon()
+        return transports
+
+    async def _stop(self) -> None:
+        transports = self._fail_all(EngineClosed("engine closed"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         self._outbox.flush()
