@@ -11,10 +11,10 @@ processes under the server's own process manager, each with its own engine.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
+from .app import setup_logging
 from .config import load
 
 
@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     load(args.config)  # fail here, not in every worker
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     os.environ["GATEWAY_CLIENT"] = args.client
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.no_access_log:
-        logging.getLogger("gateway.access").setLevel(logging.WARNING)
+    os.environ["GATEWAY_ACCESS_LOG"] = "0" if args.no_access_log else "1"
+    setup_logging()  # here, and again in each worker process (spawned, not forked)
     if args.server == "uvicorn":
         import uvicorn
 
@@ -53,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             loop="uvloop",
             http="httptools",
             access_log=False,
+            proxy_headers=False,  # the gateway appends X-Forwarded-* itself; trust none
             server_header=False,
             date_header=False,
             log_level="warning",

@@ -145,6 +145,16 @@ class Gateway:
         try:
             if chunked or (length is not None and length > SMALL_BODY):
                 body = self._stream_body(receive, route, state)
+            elif length is None and scope.get("http_version") not in ("1.0", "1.1"):
+                # HTTP/2 needs no Content-Length for a body: the first message tells
+                first = await receive()
+                if first["type"] == "http.disconnect":
+                    state.gone = True
+                    raise ClientGone
+                if first.get("body") or first.get("more_body"):
+                    body = self._stream_body(receive, route, state, first)
+                else:
+                    state.watch(receive)
             else:
                 if length:
                     body = await _read_body(receive, length)
@@ -257,8 +267,8 @@ class Gateway:
         forwarded_for = b""
         rest = []
         for name, value in out:
-            if name == b"x-forwarded-for":
-                forwarded_for = value
+            if name == b"x-forwarded-for":  # several lines make one list (RFC 9110 5.3)
+                forwarded_for = forwarded_for + b", " + value if forwarded_for else value
             elif name not in (b"x-forwarded-proto", b"x-forwarded-host"):
                 rest.append((name, value))
         client = scope.get("client")
@@ -272,13 +282,17 @@ class Gateway:
         return rest
 
     async def _stream_body(
-        self, receive: Receive, route: Route, state: _State
+        self, receive: Receive, route: Route, state: _State, first: Message | None = None
     ) -> AsyncIterator[bytes]:
-        """The request body as it arrives; over ``max_body`` it is cut off."""
+        """The request body as it arrives (from ``first``, if already received);
+        over ``max_body`` it is cut off."""
         total = 0
         more = True
         while more:
-            message = await receive()
+            if first is not None:
+                message, first = first, None
+            else:
+                message = await receive()
             if message["type"] == "http.disconnect":
                 state.gone = True
                 raise ClientGone
@@ -384,10 +398,19 @@ async def _answer(send: Send, status: int, body: bytes, kind: bytes = b"text/pla
     await send({"type": "http.response.body", "body": body})
 
 
+def setup_logging() -> None:
+    """INFO to stderr; the access log off if GATEWAY_ACCESS_LOG is "0". Called
+    in every worker: the servers spawn their workers as fresh interpreters."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if os.environ.get("GATEWAY_ACCESS_LOG") == "0":
+        access_log.setLevel(logging.WARNING)
+
+
 def create_app() -> Gateway:
-    """The factory uvicorn and hypercorn call in each worker: the config path
-    and the client come from the environment the command line set."""
+    """The factory uvicorn and hypercorn call in each worker: the config path,
+    the client and the logging come from the environment the command line set."""
     from .config import load
 
+    setup_logging()
     config = load(os.environ["GATEWAY_CONFIG"])
     return Gateway(config, os.environ.get("GATEWAY_CLIENT", "httpcore"))
