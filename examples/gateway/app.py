@@ -44,6 +44,9 @@ HOP_BY_HOP = frozenset(
 )
 """RFC 9110 §7.6.1, plus every Proxy-* field."""
 
+WATCH_AFTER = 0.02
+"""Seconds before a request starts watching for its client's disconnect."""
+
 SMALL_BODY = 64 * 1024
 """Request bodies up to this size (by Content-Length) are read whole and sent
 as bytes: one message instead of a stream; so are responses, one send."""
@@ -349,7 +352,7 @@ class Gateway:
 class _State:
     """One request's progress, shared with its disconnect watcher."""
 
-    __slots__ = ("finished", "gone", "sent", "started", "task", "upstream", "watcher")
+    __slots__ = ("finished", "gone", "sent", "started", "task", "timer", "upstream", "watcher")
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         self.task = task
@@ -358,12 +361,23 @@ class _State:
         self.finished = False
         self.gone = False
         self.sent = 0
+        self.timer: asyncio.TimerHandle | None = None
         self.watcher: asyncio.Task[None] | None = None
 
     def watch(self, receive: Receive) -> None:
         """Once the request body is in, the next message can only be the
-        client going away: then cancel the request (and its upstream call)."""
-        self.watcher = asyncio.ensure_future(self._watch(receive))
+        client going away: then cancel the request (and its upstream call).
+
+        The watcher starts WATCH_AFTER seconds in: a watcher task costs a
+        quarter of a small request's time, and a request answered sooner has
+        nothing left to cancel."""
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(WATCH_AFTER, self._start_watch, receive)
+
+    def _start_watch(self, receive: Receive) -> None:
+        self.timer = None
+        if not self.finished:
+            self.watcher = asyncio.ensure_future(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         while True:
@@ -376,6 +390,8 @@ class _State:
 
     def finish(self) -> None:
         self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
 
