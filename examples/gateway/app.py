@@ -221,7 +221,7 @@ class Gateway:
             break
         if reply is None:
             assert error is not None
-            status = 504 if error.kind == "timeout" else 502
+            status = 504 if error.timed_out else 502
             reason = b"upstream timed out\n" if status == 504 else b"bad gateway\n"
             logger.warning("%s %s -> %s: %s", method, suffix, state.upstream, error)
             await _answer(send, status, reason)

@@ -20,9 +20,12 @@ class UpstreamError(Exception):
     """``kind``: "connect" (nothing was sent: another upstream may be
     tried), "timeout" (504), or "protocol" (502)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, timed_out: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.timed_out = timed_out or kind == "timeout"
+        """A connect that timed out is still "connect" (try the next
+        upstream) but answers 504, as nginx does."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ class HttpcoreClient:
                 method, url, headers=headers, body=body, stream=True, timeout=timeout
             )
         except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-            raise UpstreamError("connect", str(exc)) from exc
+            timed_out = isinstance(exc, httpcore.ConnectTimeout)
+            raise UpstreamError("connect", str(exc), timed_out) from exc
         except httpcore.TimeoutException as exc:
             raise UpstreamError("timeout", str(exc)) from exc
         except httpcore.HTTPCoreError as exc:
@@ -334,7 +338,8 @@ class HttpxClient:
         try:
             response = await client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise UpstreamError("connect", str(exc)) from exc
+            timed_out = isinstance(exc, httpx.ConnectTimeout)
+            raise UpstreamError("connect", str(exc), timed_out) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamError("timeout", str(exc)) from exc
         except httpx.HTTPError as exc:
