@@ -37,6 +37,10 @@ if [ "$#" -eq 0 ]; then
         .venv-h2-lowest/bin/python -m pip install -q -e ".[test]" "${H2_LOWEST[@]}"
     fi
     run pytest-h2-lowest .venv-h2-lowest/bin/python -m pytest -q tests/test_h2_*.py tests/test_h2compat.py
+    # requests' own test suite on httpcore.RequestsAdapter (every Session mounts
+    # it), next to a run on requests' own HTTPAdapter: every test that passes
+    # on urllib3 must pass on the adapter, or be on tests/requests_suite/skips.py.
+    run requests-suite bash tests/requests_suite/run.sh --compare
 fi
 run mypy .venv/bin/mypy
 run ruff .venv/bin/ruff check .
