@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark harness entry point: bash benchmarks/run.sh [--quick] [--only a,b,...] [--help]
 # The gateway benchmark: bash benchmarks/run.sh --gateway [--quick] [...] (benchmarks/gateway.py)
+# requests + RequestsAdapter vs requests + urllib3: bash benchmarks/run.sh --requests [--quick]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 gateway=0
+requests_bench=0
 if [ "${1:-}" = "--gateway" ]; then gateway=1; shift; fi
+if [ "${1:-}" = "--requests" ]; then requests_bench=1; shift; fi
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
@@ -28,4 +31,5 @@ export PATH="$PATH:/usr/sbin"
 
 py="${BENCH_PYTHON:-python3}"
 if [ "$gateway" = 1 ]; then exec "$py" "$here/gateway.py" "$@"; fi
+if [ "$requests_bench" = 1 ]; then exec "$py" "$here/requests_bench.py" "$@"; fi
 exec "$py" "$here/harness.py" "$@"

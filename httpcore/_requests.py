@@ -16,6 +16,7 @@ Needs the ``requests`` extra (``pip install 'httpcore-actor[requests]'``);
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import os
@@ -56,6 +57,7 @@ from urllib3.util import parse_url
 
 from . import _exceptions as errors
 from ._config import Limits, Timeout
+from .engine.messages import ConnectionInfo
 from .engine.runner import Engine
 from .frontends.sync import Client
 from .frontends.sync import Response as CoreResponse
@@ -145,7 +147,30 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
         its pools); the adapter stays usable and opens new ones on demand."""
         with self._lock:
             clients, self._clients = self._clients, {}
-        clients.clear()  # each client's pool closes once nothing reads from it
+        closed = False
+        for client in clients.values():
+            try:
+                busy = any(info.active_streams for info in client.connections())
+            except errors.HTTPCoreError:
+                continue
+            if not busy:
+                client.close()
+                closed = True
+            # else: a response still being read keeps its client; its pool
+            # closes when the last of them is done with (garbage-collected)
+        clients.clear()
+        if closed:
+            # One round trip to the engine: the closes are carried out (GOAWAY,
+            # TLS close_notify under way) when close() returns, not later, while
+            # the caller may already be stopping the server.
+            with contextlib.suppress(errors.HTTPCoreError):
+                Client(engine=self._engine).connections()
+
+    def connections(self) -> list[ConnectionInfo]:
+        """The connections of all this adapter's clients (for introspection)."""
+        with self._lock:
+            clients = list(self._clients.values())
+        return [info for client in clients for info in client.connections()]
 
     # -- sending ----------------------------------------------------------------
 
@@ -164,10 +189,12 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
             raise ValueError("the request is not prepared")
         if isinstance(url, bytes):
             url = url.decode("utf-8")
-        proxy = select_proxy(url, cast("dict[str, str] | None", proxies))
+        proxy = select_proxy(url, cast("dict[str, str]", proxies)) if proxies else None
         https = url[:6].lower() == "https:"
         client = self._client(https, verify, cert, proxy)
         core_timeout = _timeout(timeout)
+        if "@" in url or "#" in url:
+            url = urldefragauth(url)  # credentials are in the headers by now
         if https and verify is False:
             warnings.warn(
                 f"Unverified HTTPS request is being made to host '{parse_url(url).host}'. "
@@ -179,7 +206,7 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
         try:
             response = client.request(
                 request.method,
-                urldefragauth(url),
+                url,
                 headers=list(request.headers.items()),
                 body=_body(request.body),
                 stream=True,
@@ -199,7 +226,8 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
         response.reason = cast(str, resp.reason)
         url = req.url
         response.url = url.decode("utf-8") if isinstance(url, bytes) else cast(str, url)
-        _extract_cookies(response.cookies, req, resp)
+        if "set-cookie" in resp.headers or "set-cookie2" in resp.headers:
+            _extract_cookies(response.cookies, req, resp)
         response.request = req
         cast(Any, response).connection = self
         return response
@@ -285,9 +313,29 @@ def _proxy_url(proxy: str) -> str:
     return proxy
 
 
+_timeouts: dict[object, Timeout] = {}
+
+
 def _timeout(value: object) -> Timeout:
     """requests' ``timeout=``: None, a number, a (connect, read) pair or a
     urllib3 Timeout; read also bounds writes, as a socket timeout does."""
+    if type(value) in (float, int, tuple) or value is None:
+        try:
+            return _timeouts[value]
+        except (KeyError, TypeError):
+            pass
+    converted = _convert_timeout(value)
+    if type(value) in (float, int, tuple) or value is None:
+        if len(_timeouts) >= 256:
+            _timeouts.clear()
+        try:
+            _timeouts[value] = converted
+        except TypeError:  # a tuple holding something unhashable
+            pass
+    return converted
+
+
+def _convert_timeout(value: object) -> Timeout:
     if isinstance(value, tuple):
         try:
             connect, read = value
@@ -302,6 +350,9 @@ def _timeout(value: object) -> Timeout:
     else:
         resolved = Urllib3Timeout(connect=value, read=value)  # type: ignore[arg-type]
     connect_s = _seconds(resolved.connect_timeout)
+    if resolved.total is not None:
+        resolved = resolved.clone()
+        resolved.start_connect()  # read_timeout with a total needs the clock started
     read_s = _seconds(resolved.read_timeout)
     return Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
 
@@ -489,21 +540,44 @@ class BodyStream(io.RawIOBase):
             self._eof = True
             raise _body_error(exc) from exc
         self._buffer, self._pos = chunk, 0
+        if getattr(self._response, "_ended", False):
+            # That was the last chunk: finish the iterator now (trailers become
+            # readable) so that isclosed() is true once the buffer is read, and
+            # urllib3 needs no extra read to find the end.
+            for _ in self._chunks:
+                pass
+            self._eof = True
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end of the body (as
+        http.client's ``read(amt)``, which urllib3 counts on)."""
         if size is None or size < 0:
             return self.readall()
         if self.closed or size == 0:
             return b""
         if self._pos >= len(self._buffer) and not self._fill():
             return b""
-        return self._take(size)
+        data = self._take(size)
+        if len(data) == size:
+            return data
+        parts = [data]
+        missing = size - len(data)
+        while missing > 0 and self._fill():
+            piece = self._take(missing)
+            parts.append(piece)
+            missing -= len(piece)
+        return b"".join(parts)
 
     def read1(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, reading from the connection at most once."""
         if size < 0:
             size = 1 << 62
-        return self.read(size)
+        if self.closed or size == 0:
+            return b""
+        if self._pos >= len(self._buffer) and not self._fill():
+            return b""
+        return self._take(size)
 
     def _take(self, size: int) -> bytes:
         buffer, pos = self._buffer, self._pos
@@ -516,7 +590,7 @@ class BodyStream(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
-        data = self.read(len(view))
+        data = self.read1(len(view))
         view[: len(data)] = data
         return len(data)
 
