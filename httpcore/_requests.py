@@ -142,29 +142,21 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
         )
 
     def close(self) -> None:
-        """Drop this adapter's clients: idle connections close, responses
-        still being read finish first (as with HTTPAdapter, which only clears
-        its pools); the adapter stays usable and opens new ones on demand."""
+        """Drop this adapter's clients: their idle connections close now, a
+        response still being read keeps its own until it is done with (as
+        HTTPAdapter only clears its pools); the adapter stays usable and opens
+        new connections on demand. A thread sending through a client at this
+        moment finishes its request."""
         with self._lock:
             clients, self._clients = self._clients, {}
-        closed = False
-        for client in clients.values():
-            try:
-                busy = any(info.active_streams for info in client.connections())
-            except errors.HTTPCoreError:
-                continue
-            if not busy:
-                client.close()
-                closed = True
-            # else: a response still being read keeps its client; its pool
-            # closes when the last of them is done with (garbage-collected)
-        clients.clear()
-        if closed:
-            # One round trip to the engine: the closes are carried out (GOAWAY,
-            # TLS close_notify under way) when close() returns, not later, while
-            # the caller may already be stopping the server.
-            with contextlib.suppress(errors.HTTPCoreError):
-                Client(engine=self._engine).connections()
+        if not clients:
+            return
+        clients.clear()  # a client nothing refers to closes its pool at once
+        # One round trip to the engine: those closes are carried out (GOAWAY,
+        # TLS close_notify under way) when close() returns, not a moment later
+        # while the caller may already be stopping the server.
+        with contextlib.suppress(errors.HTTPCoreError):
+            Client(engine=self._engine).connections()
 
     def connections(self) -> list[ConnectionInfo]:
         """The connections of all this adapter's clients (for introspection)."""
@@ -214,7 +206,15 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
             )
         except errors.HTTPCoreError as exc:
             raise _send_error(exc, request, proxy) from exc
-        return self.build_response(request, _raw(response, request.method))
+        raw = _raw(response, request.method)
+        built = self.build_response(request, raw)
+        if not stream and getattr(response, "_ended", False) and not _content_coded(raw):
+            # The whole body came with the head and needs no decoding: read it
+            # through urllib3 now (its state ends as after r.content), which
+            # saves requests' chunked iter_content() over it.
+            built._content = raw.read()
+            cast(Any, built)._content_consumed = True
+        return built
 
     def build_response(self, req: PreparedRequest, resp: urllib3.HTTPResponse) -> Response:
         """A requests Response around ``resp``, as HTTPAdapter.build_response does."""
@@ -450,6 +450,11 @@ def _send_error(
 
 
 # -- the raw response -----------------------------------------------------------------
+
+
+def _content_coded(raw: urllib3.HTTPResponse) -> bool:
+    coding = raw.headers.get("content-encoding")
+    return coding is not None and coding.strip().lower() not in ("", "identity")
 
 
 def _raw(response: CoreResponse, method: str) -> urllib3.HTTPResponse:

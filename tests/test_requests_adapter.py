@@ -141,6 +141,8 @@ def test_get_and_post_over_http_and_https(
     assert isinstance(r.raw, urllib3.HTTPResponse) and r.raw.version == 11
     assert r.elapsed.total_seconds() > 0
     assert r.connection is session.get_adapter(r.url)
+    # r.content was read through raw, as with urllib3: raw is at its end
+    assert (r.raw.read(), r.raw.tell()) == (b"", len(r.content))
 
     r = session.post(http_server.https_url("/echo"), json={"x": 1}, verify=ca_file)
     data = echo(r)
