@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import socket
 import ssl
@@ -75,7 +76,11 @@ async def resolve(
     loop: asyncio.AbstractEventLoop, host: str, port: int, family: int = 0
 ) -> list[tuple[Any, ...]]:
     """Addresses for ``host``, in the resolver's order; a failure says what
-    could not be resolved (curl's "could not resolve host")."""
+    could not be resolved (curl's "could not resolve host"). An IP literal
+    is its own answer: no trip through the loop's resolver threads."""
+    literal = _literal(host, port, family)
+    if literal is not None:
+        return literal
     try:
         infos = await loop.getaddrinfo(
             host, port, family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
@@ -87,6 +92,20 @@ async def resolve(
     if not infos:
         raise ConnectError(f"cannot resolve host {host!r}: no addresses")
     return infos
+
+
+def _literal(host: str, port: int, family: int) -> list[tuple[Any, ...]] | None:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if address.version == 6:
+        if family not in (0, socket.AF_INET6) or "%" in host:
+            return None  # a zone id needs the resolver's scope lookup
+        return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
+    if family not in (0, socket.AF_INET):
+        return None
+    return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
 
 
 def _interleave(infos: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -246,34 +265,36 @@ async def _tcp(
     """Dial ``origin`` (a SOCKS proxy's tunnel to its target when ``socks``
     is given), then start TLS with ``tls``."""
     sock = await _dial(loop, _host(origin), origin.port, dialer, what)
-    try:
-        server_name = _host(origin)
-        if socks is not None:
-            proxy, target = socks
-            server_name = _host(target)
+    server_name = _host(origin)
+    if socks is not None:
+        proxy, target = socks
+        server_name = _host(target)
+        try:
             address = await _socks_target(loop, proxy, target)
             await handshake(loop, sock, proxy, target, address)
-            what = str(target)
-        connecting = (
-            loop.create_unix_connection if sock.family == socket.AF_UNIX else loop.create_connection
+        except BaseException:
+            sock.close()
+            raise
+        what = str(target)
+    connecting = (
+        loop.create_unix_connection if sock.family == socket.AF_UNIX else loop.create_connection
+    )
+    handshake_timeout = timeout.connect if tls is not None and timeout.connect else None
+    # From here the socket is the loop's: a transport made on it closes it
+    # (after its TLS shutdown, maybe later); closing it here could hand its
+    # descriptor to a new socket while that transport still reads it.
+    try:
+        _, protocol = await connecting(
+            Transport,
+            sock=sock,
+            ssl=tls,  # type: ignore[arg-type]  # duck-typed: asyncio and uvloop call wrap_bio
+            server_hostname=server_name.split("%", 1)[0] if tls is not None else None,
+            ssl_handshake_timeout=handshake_timeout,
         )
-        try:
-            _, protocol = await connecting(
-                Transport,
-                sock=sock,
-                ssl=tls,  # type: ignore[arg-type]  # duck-typed: asyncio and uvloop call wrap_bio
-                server_hostname=server_name.split("%", 1)[0] if tls is not None else None,
-                ssl_handshake_timeout=timeout.connect
-                if tls is not None and timeout.connect
-                else None,
-            )
-        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
-            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-                raise ConnectError(f"cannot connect to {what}: {tls_problem(exc, what)}") from exc
-            raise ConnectError(f"cannot connect to {what}: {describe(exc)}") from exc
-    except BaseException:
-        sock.close()
-        raise
+    except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            raise ConnectError(f"cannot connect to {what}: {tls_problem(exc, what)}") from exc
+        raise ConnectError(f"cannot connect to {what}: {describe(exc)}") from exc
     return protocol
 
 
