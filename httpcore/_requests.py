@@ -237,6 +237,8 @@ class RequestsAdapter(requests.adapters.BaseAdapter):
     def _client(self, https: bool, verify: object, cert: object, proxy: str | None) -> Client:
         """The client for these settings: TLS settings count for https:// only,
         as in requests' ``cert_verify``."""
+        if isinstance(cert, list):  # requests takes a [cert, key] list as a pair too
+            cert = tuple(cert)
         key: _ClientKey = (verify, cert, proxy) if https else (None, None, proxy)
         client = self._clients.get(key)
         if client is not None:

@@ -206,6 +206,9 @@ def test_one_adapter_many_sessions_and_threads_share_one_http2_connection(
     assert versions == {"2"}
     infos = adapter.connections()
     assert [(i.http_version, i.requests_served) for i in infos] == [("HTTP/2", 64)]
+    # a generator body: requests adds Transfer-Encoding: chunked, which HTTP/2 drops
+    r = sessions[0].post(url, data=iter([b"ab", b"cd"]), verify=ca_file, timeout=10)
+    assert (echo(r)["body_length"], echo(r)["http_version"]) == (4, "2")
     for s in sessions:
         s.close()
 
