@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -39,7 +38,7 @@ from tests.servers.cli_servers import (
     unix_server,
 )
 from tests.servers.handles import HTTPServer, RawFactory
-from tests.servers.process import free_port, wait_listening
+from tests.servers.process import run_tinyproxy
 from tests.servers.raw import (
     RawConnection,
     RawRequest,
@@ -533,31 +532,13 @@ def test_forwarding_proxy_without_scheme(raw: RawFactory) -> None:
     assert request.header(b"Host") == [b"origin.invalid:8080"]
 
 
-TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
-
-
 @pytest.fixture(scope="module")
 def cli_tinyproxy(
     tmp_path_factory: pytest.TempPathFactory, http_server: HTTPServer
 ) -> Iterator[int]:
     """tinyproxy on loopback, no credentials, CONNECT allowed to ``http_server``'s TLS port."""
-    if not Path(TINYPROXY).exists():
-        pytest.skip("tinyproxy is not installed (scripts/_env.sh installs it)")
-    tmp = tmp_path_factory.mktemp("cli-tinyproxy")
-    port = free_port()
-    conf = tmp / "tinyproxy.conf"
-    conf.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nLogLevel Info\n"
-        f'LogFile "{tmp}/log"\nPidFile "{tmp}/pid"\n'
-        f"ConnectPort {http_server.tls_port}\nDisableViaHeader Yes\n"
-    )
-    proc = subprocess.Popen([TINYPROXY, "-d", "-c", str(conf)])
-    try:
-        wait_listening(port, proc)
+    with run_tinyproxy(tmp_path_factory.mktemp("cli-tinyproxy"), http_server.tls_port) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_connect_tunnel_through_a_real_proxy(

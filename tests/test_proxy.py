@@ -5,57 +5,22 @@ and never the origin."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import httpcore
-from tests.conftest import free_port
 from tests.servers.handles import HTTPServer, RawFactory
+from tests.servers.process import run_tinyproxy
 from tests.servers.raw import RawConnection
-
-TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    import time
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("tinyproxy exited at start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is coming up, not synchronisation
-    raise RuntimeError("tinyproxy did not start listening")
 
 
 @pytest.fixture(scope="module")
 def tinyproxy(tmp_path_factory: pytest.TempPathFactory, http_server: HTTPServer) -> Iterator[int]:
-    if not Path(TINYPROXY).exists():
-        pytest.skip("tinyproxy is not installed (scripts/_env.sh installs it)")
-    tmp = tmp_path_factory.mktemp("tinyproxy")
-    port = free_port()
-    conf = tmp / "tinyproxy.conf"
-    conf.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Info\n"
-        f'LogFile "{tmp}/log"\nPidFile "{tmp}/pid"\nBasicAuth user secret\n'
-        f"ConnectPort {http_server.tls_port}\nDisableViaHeader Yes\n"
-    )
-    proc = subprocess.Popen([TINYPROXY, "-d", "-c", str(conf)])
-    try:
-        _wait_port(port, proc)
+    directory = tmp_path_factory.mktemp("tinyproxy")
+    with run_tinyproxy(directory, http_server.tls_port, ("user", "secret")) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _headers(response: httpcore.Response) -> dict[str, str]:

@@ -108,3 +108,28 @@ def running(
             yield proc
         finally:
             stop_process(proc)
+
+
+TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
+
+
+@contextlib.contextmanager
+def run_tinyproxy(
+    directory: Path, connect_port: int, basic_auth: tuple[str, str] | None = None
+) -> Iterator[int]:
+    """Debian's tinyproxy on loopback, CONNECT allowed to ``connect_port`` only;
+    yields its port. Skips the test when tinyproxy is not installed."""
+    import pytest
+
+    if not Path(TINYPROXY).exists():
+        pytest.skip("tinyproxy is not installed (scripts/_env.sh installs it)")
+    port = free_port()
+    auth = f"BasicAuth {basic_auth[0]} {basic_auth[1]}\n" if basic_auth else ""
+    conf = directory / "tinyproxy.conf"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Info\n"
+        f'LogFile "{directory}/log"\nPidFile "{directory}/pid"\n{auth}'
+        f"ConnectPort {connect_port}\nDisableViaHeader Yes\n"
+    )
+    with running([TINYPROXY, "-d", "-c", str(conf)], directory, [port], "stdout"):
+        yield port
