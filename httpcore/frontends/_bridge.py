@@ -116,7 +116,7 @@ def _ssl_context(value: ssl.SSLContext | bool | None, http1: bool, http2: bool) 
             "ssl=False: certificates are not verified; anyone on the path can read and"
             " change this client's HTTPS traffic"
         )
-        ctx = ssl.create_default_context()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA store: nothing is verified
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         ctx.set_alpn_protocols(_alpn(http1, http2))
