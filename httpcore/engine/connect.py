@@ -390,9 +390,6 @@ async def _tunnel(
             )
         if shake.h11.trailing_data[0]:
             raise ProxyError("proxy sent data after its CONNECT response")
-        if origin.scheme != b"https":
-            t.sink = None
-            return t
         # uvloop's start_tls takes a real SSLContext only: the list is set
         # here, and the pool checks what was negotiated.
         with _alpn_lock:
