@@ -56,17 +56,7 @@ log = H.log
 
 # ---------------------------------------------------------------------------- nginx
 
-COMMON = """\
-{user}worker_processes 1;
-daemon off;
-master_process on;
-pid {n}/nginx.pid;
-error_log {n}/error.log warn;
-events {{
-    worker_connections 4096;
-    multi_accept on;
-}}
-"""
+COMMON = H.NGINX_MAIN
 
 TEMP_PATHS = """\
     client_body_temp_path {n}/tmp/body;

@@ -113,7 +113,7 @@ def uvloop_supported() -> bool:
 
 # ---------------------------------------------------------------------------- nginx
 
-NGINX_CONF = """\
+NGINX_MAIN = """\
 {user}worker_processes 1;
 daemon off;
 master_process on;
@@ -123,6 +123,10 @@ events {{
     worker_connections 4096;
     multi_accept on;
 }}
+"""
+"""The main context every nginx config of the benchmarks starts with."""
+
+NGINX_CONF = NGINX_MAIN + """\
 http {{
     access_log off;
     client_body_temp_path {n}/tmp/body;
