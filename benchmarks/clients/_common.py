@@ -10,6 +10,8 @@ Modes:
   threads   N threads sharing one client             -> req/s
   async     N asyncio tasks sharing one session      -> req/s
   download  streamed downloads of a big body         -> MiB/s
+  downloads N threads sharing one client, each streaming downloads one after
+            another                                  -> MiB/s
 """
 
 from __future__ import annotations
@@ -197,6 +199,55 @@ def run_download(fn: Callable[[], int], args: Args) -> tuple[int, float, Errors]
     return total, now - t0, errors
 
 
+def run_downloads(fn: Callable[[], int], args: Args) -> tuple[int, float, Errors]:
+    """N threads each run fn (a whole download, returning its size) in a loop, as
+    run_threads does with requests; returns (bytes, elapsed). A download of the
+    wrong size is an error, and its bytes are not counted."""
+    n = args.concurrency
+    errors = Errors()
+    expect = args.expect_bytes
+    totals = [0] * n
+    ready = threading.Barrier(n + 1)
+    go = threading.Barrier(n + 1)
+    box: dict[str, float] = {}
+
+    def one() -> int:
+        size = fn()
+        if expect is not None and size != expect:
+            raise RuntimeError(f"downloaded {size} bytes, expected {expect}")
+        return size
+
+    def worker(i: int) -> None:
+        try:
+            one()
+            end = time.perf_counter() + args.warmup
+            while time.perf_counter() < end:
+                one()
+        except Exception as exc:
+            errors.add(exc)
+        ready.wait()
+        go.wait()
+        deadline = box["deadline"]
+        total = 0
+        while time.perf_counter() < deadline:
+            try:
+                total += one()
+            except Exception as exc:
+                errors.add(exc)
+        totals[i] = total
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    t0 = time.perf_counter()
+    box["deadline"] = t0 + args.duration
+    go.wait()
+    for t in threads:
+        t.join()
+    return sum(totals), time.perf_counter() - t0, errors
+
+
 def emit(
     lib: str,
     version: str,
@@ -205,7 +256,7 @@ def emit(
     **extra: Any,
 ) -> None:
     count, elapsed, errors = result
-    if args.mode == "download":
+    if args.mode in ("download", "downloads"):
         rate = count / elapsed / 2**20
         unit = "MiB/s"
     else:

@@ -11,6 +11,7 @@ from _common import (
     emit,
     parse_args,
     run_download,
+    run_downloads,
     run_seq,
     run_tasks,
     run_threads,
@@ -71,7 +72,7 @@ def conn_info(obj) -> dict:
 
 
 def main() -> None:
-    args = parse_args(["seq", "threads", "async", "download"])
+    args = parse_args(["seq", "threads", "async", "download", "downloads"])
     url = args.url
     seen: dict[str, str] = {}
     if os.environ.get("BENCH_CPROFILE"):
@@ -96,7 +97,7 @@ def main() -> None:
         return
 
     with httpcore.Client(**options(args)) as client:
-        if args.mode == "download":
+        if args.mode in ("download", "downloads"):
 
             def dl() -> int:
                 n = 0
@@ -106,7 +107,7 @@ def main() -> None:
                         n += len(chunk)
                 return n
 
-            result = run_download(dl, args)
+            result = run_download(dl, args) if args.mode == "download" else run_downloads(dl, args)
         else:
 
             def fn() -> None:
