@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -345,3 +346,57 @@ def test_zero_read_timeout_on_uvloop_is_a_timeout_not_a_bug(h2_server: HTTPServe
     with httpcore.Engine(loop="uvloop") as engine:
         outcomes = asyncio.run(main(engine))
     assert outcomes <= {"ok", "timeout"}, outcomes
+
+
+_CHURN = """
+import resource, sys, threading
+from httpcore.engine.runner import Engine
+engine = Engine()
+faults = []
+def churn():
+    # What a download does to malloc: chunks of up to 256 KiB made on one
+    # thread, all freed soon after.
+    start = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(200):
+        chunks = [b"x" * 262144 for _ in range(4)]
+        del chunks
+    middle = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    # And what an application may do with big buffers: 32 MiB sliced down.
+    piece = b"x" * (32 << 20)
+    for _ in range(64):
+        piece = piece[16384:]
+    end = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    faults.extend((middle - start, end - middle))
+thread = threading.Thread(target=churn)
+thread.start()
+thread.join()
+engine.close()
+print(*faults)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_engine_keeps_freed_chunk_memory_mapped() -> None:
+    """An engine fixes glibc's mmap and trim thresholds (tune_malloc): body
+    chunks freed by the caller do not give their pages back to the kernel
+    only to fault them in again for the next chunk (one fault per 4 KiB
+    received)."""
+
+    def faults(tune: str | None) -> tuple[int, int]:
+        env = dict(os.environ)
+        env.pop("HTTPCORE_MALLOC_TUNE", None)
+        if tune is not None:
+            env["HTTPCORE_MALLOC_TUNE"] = tune
+        out = subprocess.run(
+            [sys.executable, "-c", _CHURN], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        chunks, slices = out.stdout.split()
+        return int(chunks), int(slices)
+
+    tuned, untouched = faults(None), faults("0")
+    assert untouched[0] > 20_000  # 200 x 1 MiB refaulted: what the tuning is for
+    assert tuned[0] < untouched[0] // 10, (tuned, untouched)
+    # A pad or trim threshold alone turns glibc's sliding mmap threshold off:
+    # every copy of the big buffer would be a fresh mmap (64 x 8192 faults).
+    assert tuned[1] < 4 * 8192 + untouched[1], (tuned, untouched)

@@ -34,7 +34,7 @@ def test_every_patch_holds_on_this_h2() -> None:
     support, none may be (else the driver loses a fix without anyone noticing)."""
     assert h2compat.PATCHES == dict.fromkeys(
         ["repr", "hpack_cache", "goaway", "stream_walk", "events_before_error",
-         "stream_errors", "idle_reset"],
+         "stream_errors", "idle_reset", "fast_data", "fast_headers"],
         True,
     ), (h2.__version__, h2compat.PATCHES)
 

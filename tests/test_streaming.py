@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import httpcore
+from httpcore.engine.http11 import READ_SLACK
+from httpcore.engine.interfaces import STREAM_WINDOW
 from tests.servers import raw as handlers
 from tests.servers.app import pattern
 from tests.servers.handles import HTTPServer, RawFactory
@@ -102,6 +105,34 @@ def test_slow_reader_backpressure(raw: RawFactory) -> None:
                 digest.update(part)
     assert received == handlers.BIG_SIZE
     assert server.wait_event("sent-all") == handlers.BIG_SIZE
+
+
+def test_slow_reader_holds_its_credit_plus_slack(raw: RawFactory) -> None:
+    """What the engine hands a caller who reads nothing is its credit plus
+    at most READ_SLACK (the most one read may overshoot it by), whatever the
+    size of the engine's receive buffer."""
+    server = raw(handlers.big_body_stall_probe)
+    with httpcore.Client(timeout=httpcore.Timeout(30.0)) as client:
+        with client.request("GET", server.url("/big"), stream=True) as response:
+            name, _ = server.events.get(timeout=20)
+            while name not in ("stalled", "finished-without-stall"):
+                name, _ = server.events.get(timeout=20)
+            assert name == "stalled"
+            # The engine has paused reading: nothing is added to the queue
+            # while the chunks in it are counted and put back in order.
+            chunks = []
+            while True:
+                try:
+                    chunks.append(response._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for chunk in chunks:
+                response._queue.put(chunk)
+            held = len(response._first) + sum(len(c.data) for c in chunks)
+            assert held <= STREAM_WINDOW + READ_SLACK, held
+            assert held >= STREAM_WINDOW, held  # the credit itself was used
+            total = sum(len(part) for part in response.stream())
+    assert total == handlers.BIG_SIZE
 
 
 def test_slow_reader_backpressure_async(raw: RawFactory) -> None:

@@ -30,9 +30,12 @@ from .exchange import Exchange, Head, body_event
 from .h1wire import asks_close, parse_head, wire_request
 from .interfaces import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks, Retry
 from .messages import BodyChunk, ResponseHead, UploadAck
-from .transport import Transport
+from .transport import RECV_BUFFER, Transport
 
 logger = logging.getLogger("httpcore")
+
+READ_SLACK = 256 * 1024
+"""Bytes read past a streaming caller's credit at most (see _size_reads)."""
 
 _VERSIONS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 _NEED_DATA = h11.NEED_DATA
@@ -224,6 +227,8 @@ class HTTP11Connection:
         self._touch()
 
     def on_credit(self, ex: Exchange, consumed: int) -> None:
+        if ex is self.ex:
+            self._size_reads(ex)
         if ex is self.ex and self._starved and ex.credit > 0:
             self._starved = False
             if self._raw >= 0:
@@ -403,6 +408,13 @@ class HTTP11Connection:
         else:
             self._flush(ex)
 
+    def _size_reads(self, ex: Exchange) -> None:
+        """Read at most READ_SLACK past a streaming caller's credit, so a
+        slow reader holds its credit plus READ_SLACK here, whatever
+        RECV_BUFFER is."""
+        room = ex.credit + READ_SLACK
+        self.transport.read_size = min(RECV_BUFFER, max(room, READ_SLACK))
+
     def _flush(self, ex: Exchange) -> None:
         """Send a streaming caller what has arrived; pause when out of credit."""
         if ex.stream and self._head is not None:
@@ -411,6 +423,7 @@ class HTTP11Connection:
                 self._head_sent = True
                 ex.credit -= len(event.body if isinstance(event, ResponseHead) else event.data)
                 ex.send(event)
+                self._size_reads(ex)
             if ex.credit <= 0 and self.ex is ex:
                 # The caller is behind: no deadline, the server is not stalling.
                 self._starved = True
@@ -479,6 +492,7 @@ class HTTP11Connection:
         self._parts = []
         self._uploading = False
         self.deadline = None
+        self.transport.read_size = RECV_BUFFER
         if self._starved:
             self._starved = False
             self.transport.resume_reading()

@@ -33,7 +33,7 @@ from .._exceptions import HTTPCoreError, LocalProtocolError, RemoteProtocolError
 from .._models import Origin
 from .deadline import DeadlineTimer, expiry_error
 from .exchange import Exchange, Head, body_event
-from .h2compat import ConnectionFailed, H2Connection, StreamMalformed
+from .h2compat import ConnectionFailed, DataRun, H2Connection, StreamMalformed
 from .interfaces import (
     CONNECTION_BUFFER,
     CONNECTION_WINDOW,
@@ -204,6 +204,7 @@ class HTTP2Connection:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
             validate_inbound_headers=False,  # check_fields does it, cheaper
+            normalize_inbound_headers=False,  # it only joins request cookies
         )
         h = self._h2 = H2Connection(config=config)
         h.local_settings = h2.settings.Settings(
@@ -285,7 +286,7 @@ class HTTP2Connection:
         try:
             stream_id = h.get_next_available_stream_id()
             end = req.body is not None and not req.body
-            h.send_headers(stream_id, h2_headers(ex), end_stream=end)
+            h.send_request(stream_id, h2_headers(ex), end)
         except h2.exceptions.ProtocolError as exc:
             self._pool.exchange_ended(self, ex, LocalProtocolError(describe(exc)), Retry.REFUSED)
             return
@@ -482,8 +483,8 @@ class HTTP2Connection:
 
     def _on_event(self, event: object, touched: dict[int, _Stream], pumps: list[int]) -> None:
         kind = type(event)
-        if kind is h2.events.DataReceived:
-            assert isinstance(event, h2.events.DataReceived)
+        if kind is DataRun or kind is h2.events.DataReceived:
+            assert isinstance(event, (DataRun, h2.events.DataReceived))
             flow = event.flow_controlled_length or 0
             self._window_due += flow
             stream = self.streams.get(event.stream_id or 0)

@@ -29,7 +29,7 @@ from .messages import (
 )
 from .outbox import Outbox
 from .pool import Pool
-from .transport import Transport
+from .transport import Transport, tune_malloc
 
 logger = logging.getLogger("httpcore")
 
@@ -240,6 +240,7 @@ class Engine:
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Make ``loop`` (running on this thread) the engine's."""
+        tune_malloc()
         self._loop = loop
         self._outbox = Outbox(loop)
         if hasattr(os, "eventfd"):

@@ -10,6 +10,9 @@ beyond the read deadline.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
+import platform
 import ssl
 import threading
 from collections.abc import Callable
@@ -27,10 +30,49 @@ class Sink(Protocol):
     def on_writable(self) -> None: ...
 
 
-RECV_BUFFER = 256 * 1024
-"""Size of the receive buffer every connection of an engine reads into."""
+RECV_BUFFER = 1024 * 1024
+"""Size of the receive buffer every connection of an engine reads into:
+1 MiB rather than 256 KiB took a 64 MiB HTTP/1.1 download from 0.47 to
+0.38-0.40 s of CPU per GiB (fewer reads, wake-ups and chunks)."""
 
 _local = threading.local()
+
+MMAP_THRESHOLD = 32 * 1024 * 1024
+"""glibc's M_MMAP_THRESHOLD as set by :func:`tune_malloc` (M_TRIM_THRESHOLD
+twice that): where glibc's own sliding threshold settles once a block of
+32 MiB has been freed (its maximum on 64-bit)."""
+
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Once per process, on glibc, unless ``HTTPCORE_MALLOC_TUNE=0``: fix
+    malloc's mmap and trim thresholds where glibc's sliding ones would
+    settle after a 32 MiB block is freed.
+
+    Every body chunk is a new bytes object of up to RECV_BUFFER that the
+    caller frees soon after. With glibc's starting thresholds (128 KiB,
+    sliding up only as mmapped blocks are freed) the heap under them is
+    trimmed back to the kernel and faulted in again page by page: one minor
+    fault per 4 KiB received, 1.4 s of CPU per GiB of 1 MiB HTTP/2
+    downloads against 1.05 s with the thresholds set. Setting only a pad or
+    a trim threshold would turn the sliding off and leave every block over
+    128 KiB to mmap (7 times slower to churn big buffers): both are set.
+    The cost is what glibc's own sliding threshold costs: up to twice
+    MMAP_THRESHOLD of freed memory kept at the top of a heap.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    if os.environ.get("HTTPCORE_MALLOC_TUNE") == "0" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        mallopt(-1, 2 * MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _receive_view() -> memoryview:
@@ -38,7 +80,7 @@ def _receive_view() -> memoryview:
 
     One per thread suffices: a read is handed to its connection, which copies
     what it keeps, before the loop reads any other socket; a buffer per
-    connection would cost 256 KiB for each, idle ones included.
+    connection would cost RECV_BUFFER for each, idle ones included.
     """
     view: memoryview | None = getattr(_local, "view", None)
     if view is None:
@@ -65,6 +107,9 @@ class Transport(asyncio.BufferedProtocol):
         self.error: BaseException | None = None
         self.write_paused = False
         self.read_paused = False
+        self.read_size = RECV_BUFFER
+        """At most this much per read (a connection lowers it to bound what
+        it holds for a slow reader)."""
 
     # -- asyncio callbacks ---------------------------------------------------------
 
@@ -76,6 +121,8 @@ class Transport(asyncio.BufferedProtocol):
     # free in CPython 3.11 until something raises.
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.read_size < RECV_BUFFER:
+            return self._view[: self.read_size]
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
