@@ -428,22 +428,23 @@ class H2Connection(h2.connection.H2Connection):
         view = memoryview(data)
         batch = _Batch()
         if self._partial:
-            frame, view = self._completed(view)
+            frame, view = self._completed(view, batch)
             if frame is None:
-                return []
+                return batch.events
             self._take_frames(memoryview(frame), batch)
         if not batch.failed:
             pos = self._take_frames(view, batch)
             self._end_run(batch)
             self._flush_slow(batch)
             if not batch.failed and pos < len(view):
-                self._partial = bytes(view[pos:])
+                self._keep_partial(bytes(view[pos:]), batch)
         return batch.events
 
-    def _completed(self, view: memoryview) -> tuple[bytes | None, memoryview]:
+    def _completed(self, view: memoryview, batch: _Batch) -> tuple[bytes | None, memoryview]:
         """The frame the previous read ended inside, completed from ``view``
         (None while still incomplete), and the rest of ``view``."""
         partial = self._partial
+        self._partial = b""
         if len(partial) < 9:
             take = 9 - len(partial)
             partial += view[:take]
@@ -453,10 +454,19 @@ class H2Connection(h2.connection.H2Connection):
                 return None, view
         need = 9 + int.from_bytes(partial[:3], "big") - len(partial)
         if need > len(view):
-            self._partial = partial + view
+            self._keep_partial(partial + view, batch)
             return None, view[len(view) :]
-        self._partial = b""
         return partial + view[:need], view[need:]
+
+    def _keep_partial(self, rest: bytes, batch: _Batch) -> None:
+        """Keep the start of a frame the read ended inside, unless h2 would
+        refuse its header as soon as it arrives (DATA on stream 0, say):
+        then it goes to h2 now, which fails the connection in this read."""
+        if len(rest) >= 9 and _header_refused(rest[:9]):
+            batch.slow.append(memoryview(rest))
+            self._flush_slow(batch)
+        else:
+            self._partial = rest
 
     def _take_frames(self, buf: memoryview, batch: _Batch) -> int:
         """Take the whole frames in ``buf``; returns where the rest starts.
@@ -470,11 +480,17 @@ class H2Connection(h2.connection.H2Connection):
             stop = pos + 9 + length
             if stop > end:
                 break
-            if kind == 0 and not flags & 0x9 and stream_id == batch.run_id:
-                if length <= batch.budget and length <= batch.frame_max:
+            if kind == 0 and stream_id == batch.run_id and not flags & 0x8:
+                if not flags & 0x1:
+                    after = self._extend_run(buf, pos, end, batch)
+                    if after != pos:
+                        pos = after
+                        continue
+                elif self._may_end_run(batch, length):
                     batch.run.append(buf[pos + 9 : stop])
                     batch.budget -= length
                     batch.taken += length
+                    self._end_run(batch, end_stream=True)
                     pos = stop
                     continue
             if kind == 0 and not flags & 0x8:  # DATA, not PADDED
@@ -490,7 +506,9 @@ class H2Connection(h2.connection.H2Connection):
                     batch.taken += length
                     if end_stream:
                         self._end_run(batch, end_stream=True)
-                    pos = stop
+                        pos = stop
+                    else:
+                        pos = self._extend_run(buf, stop, end, batch)
                     continue
             if kind == 1 and flags & 0x2C == 0x4 and self._fast_headers:
                 # HEADERS with END_HEADERS, not PADDED nor PRIORITY
@@ -507,6 +525,45 @@ class H2Connection(h2.connection.H2Connection):
             batch.slow.append(buf[pos:stop])
             pos = stop
         return pos
+
+    def _extend_run(self, buf: memoryview, pos: int, end: int, batch: _Batch) -> int:
+        """Append the DATA frames from ``pos`` on that continue the run
+        within its budget (not ending the stream); returns where they stop.
+        The per-frame work of a download: a header unpack and a slice, the
+        checks having been made once for the run."""
+        unpack = _FRAME_HEADER.unpack_from
+        append = batch.run.append
+        run_id, frame_max = batch.run_id, batch.frame_max
+        room = batch.budget
+        while end - pos >= 9:
+            high, low, kind, flags, stream_id = unpack(buf, pos)
+            length = high << 16 | low
+            stop = pos + 9 + length
+            if (
+                stop > end
+                or kind
+                or flags & 0x9
+                or stream_id != run_id
+                or length > room
+                or length > frame_max
+            ):
+                break
+            append(buf[pos + 9 : stop])
+            room -= length
+            pos = stop
+        batch.taken += batch.budget - room
+        batch.budget = room
+        return pos
+
+    def _may_end_run(self, batch: _Batch, length: int) -> bool:
+        """A last frame of ``length`` ends the run's stream as h2 would take
+        it: within the budget and the frame size, and the body then as long
+        as its content-length says."""
+        if length > batch.budget or length > batch.frame_max:
+            return False
+        expected = batch.stream._expected_content_length
+        received = batch.stream._actual_content_length + batch.taken + length
+        return expected is None or received == expected
 
     def _start_run(self, stream_id: int, length: int, end_stream: bool, batch: _Batch) -> bool:
         """Start a run of DATA frames for ``stream_id`` if h2 would take its
@@ -595,6 +652,16 @@ _FRAME_HEADER = struct.Struct(">BHBBL")
 
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 """Stream states in which a client takes DATA."""
+
+
+def _header_refused(header: bytes) -> bool:
+    """h2 fails a connection on this frame header before its payload
+    arrives (its frame buffer parses headers with hyperframe at once)."""
+    try:
+        hyperframe.frame.Frame.parse_frame_header(memoryview(header))
+    except (hyperframe.exceptions.InvalidDataError, hyperframe.exceptions.InvalidFrameError):
+        return True
+    return False
 
 
 def _plain_response(fields: list[tuple[bytes, bytes]]) -> bool:
