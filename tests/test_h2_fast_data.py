@@ -1353,3 +1353,38 @@ def test_frames_with_a_question(name: str, reads: str, nginx_like: bool) -> None
     assert fast_summary == oracle_summary, (_short(fast_summary[-4:]), _short(oracle_summary[-4:]))
     assert h2compat.state(fast) == h2compat.state(oracle)
     assert fast.data_to_send() == oracle.data_to_send()
+
+
+@pytest.mark.timeout(30)
+def test_an_oversized_frame_in_many_reads_goes_to_h2_at_once() -> None:
+    """A DATA frame announcing more than SETTINGS_MAX_FRAME_SIZE (here a
+    claimed 16 MiB, trickled in 1000-byte reads): the fast path hands it to
+    h2 as soon as its header is in, rather than re-joining a growing partial
+    frame on every read (quadratic), and from then on everything goes to h2:
+    both clients see the same events and state (h2 fails the connection once
+    the frame is whole) and want to send the same bytes."""
+    require_fast_data()
+    fast, fast_server, oracle, oracle_server = two_pairs()
+    wires = []
+    for client, server in ((fast, fast_server), (oracle, oracle_server)):
+        sid = h2compat._request(client, server)
+        server.send_headers(sid, [(b":status", b"200")])
+        wires.append(server.data_to_send())
+    assert wires[0] == wires[1]
+    claimed = 2**24 - 1
+    data = wires[0] + struct.pack(">I", claimed)[1:] + bytes([DATA, 0]) + struct.pack(">I", 1)
+    data += bytes(claimed)[:200_000]
+    reads = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    fast_events: list[Event] = []
+    oracle_events: list[Event] = []
+    for read in reads:
+        got, want = fast.receive_data(read), oracle._receive_batch(read)
+        assert h2compat.summary(got) == h2compat.summary(want)
+        fast_events += got
+        oracle_events += want
+        if failed(want):
+            break
+    assert fast._h2_only
+    assert fast._partial == b""
+    assert h2compat.state(fast) == h2compat.state(oracle)
+    assert fast.data_to_send() == oracle.data_to_send()

@@ -416,6 +416,9 @@ class H2Connection(h2.connection.H2Connection):
     _partial = b""
     """The start of a frame the previous read ended inside."""
 
+    _h2_only = False
+    """Everything goes to h2 from now on: it holds part of an oversized frame."""
+
     def _receive_batch(self, data: Any) -> list[h2.events.Event]:
         """Whole frames for h2 (set at install: with or without
         ``events_before_error``)."""
@@ -425,6 +428,8 @@ class H2Connection(h2.connection.H2Connection):
         """Split ``data`` into frames: DATA frames h2 would take without a
         question are taken in here (:meth:`_start_run`), every other frame
         goes to h2 whole and in order; a frame the read ends inside waits."""
+        if self._h2_only:
+            return self._receive_batch(data)
         view = memoryview(data)
         batch = _Batch()
         if self._partial:
@@ -463,6 +468,12 @@ class H2Connection(h2.connection.H2Connection):
         refuse its header as soon as it arrives (DATA on stream 0, say):
         then it goes to h2 now, which fails the connection in this read."""
         if len(rest) >= 9 and _header_refused(rest[:9]):
+            batch.slow.append(memoryview(rest))
+            self._flush_slow(batch)
+        elif len(rest) >= 9 and int.from_bytes(rest[:3], "big") > self.max_inbound_frame_size:
+            # h2 buffers it (in linear time, unlike re-joining it here on
+            # every read) and fails the connection once it is whole.
+            self._h2_only = True
             batch.slow.append(memoryview(rest))
             self._flush_slow(batch)
         else:
