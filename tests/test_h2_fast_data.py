@@ -1388,3 +1388,39 @@ def test_an_oversized_frame_in_many_reads_goes_to_h2_at_once() -> None:
     assert fast._partial == b""
     assert h2compat.state(fast) == h2compat.state(oracle)
     assert fast.data_to_send() == oracle.data_to_send()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "pattern",
+    ["aaaab", "aabaa", "abab", "aaaa+end", "aaaa+short"],
+)
+def test_blocks_of_same_size_frames_are_checked_whole(pattern: str) -> None:
+    """A run of frames with the same header is taken in as a block
+    (``_same_frames`` compares all their headers at once): a frame of another
+    stream with the same length (stream ids 1 and 3 differ in one byte), one
+    ending the stream or one of another length inside the block must not be
+    taken as part of it."""
+    require_fast_data()
+    fast, fast_server, oracle, oracle_server = two_pairs(engine_like=True)
+    wires = []
+    for client, server in ((fast, fast_server), (oracle, oracle_server)):
+        a = h2compat._request(client, server)
+        b = h2compat._request(client, server)
+        assert (a, b) == (1, 3)
+        for sid in (a, b):
+            server.send_headers(sid, [(b":status", b"200")])
+        head = server.data_to_send()
+        frames = pattern.split("+")[0]
+        for i, which in enumerate(frames):
+            sid = a if which == "a" else b
+            server.send_data(sid, body(i, 8192))
+        if pattern.endswith("+end"):
+            server.send_data(a, body(99, 8192), end_stream=True)
+        if pattern.endswith("+short"):
+            server.send_data(a, body(98, 8191))
+        wires.append(head + server.data_to_send())
+    assert wires[0] == wires[1]
+    got, want = fast.receive_data(wires[0]), oracle._receive_batch(wires[1])
+    assert h2compat.summary(got) == h2compat.summary(want)
+    assert h2compat.state(fast) == h2compat.state(oracle)

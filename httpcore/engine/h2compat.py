@@ -541,11 +541,14 @@ class H2Connection(h2.connection.H2Connection):
         """Append the DATA frames from ``pos`` on that continue the run
         within its budget (not ending the stream); returns where they stop.
         The per-frame work of a download: a header unpack and a slice, the
-        checks having been made once for the run."""
+        checks having been made once for the run; a block of frames with
+        the same header (nginx sends runs of them) costs one check for all
+        (:func:`_same_frames`) and one slice each."""
         unpack = _FRAME_HEADER.unpack_from
-        append = batch.run.append
+        run = batch.run
         run_id, frame_max = batch.run_id, batch.frame_max
         room = batch.budget
+        blocks = True
         while end - pos >= 9:
             high, low, kind, flags, stream_id = unpack(buf, pos)
             length = high << 16 | low
@@ -559,7 +562,17 @@ class H2Connection(h2.connection.H2Connection):
                 or length > frame_max
             ):
                 break
-            append(buf[pos + 9 : stop])
+            if blocks and length:
+                count = _same_frames(buf, pos, end, 9 + length, room // length)
+                if count > 1:
+                    step = 9 + length
+                    starts = range(pos + 9, pos + count * step, step)
+                    run.extend([buf[at : at + length] for at in starts])
+                    room -= count * length
+                    pos += count * step
+                    continue
+                blocks = count == 1  # one failed check per call at most
+            run.append(buf[pos + 9 : stop])
             room -= length
             pos = stop
         batch.taken += batch.budget - room
@@ -661,8 +674,28 @@ class H2Connection(h2.connection.H2Connection):
 _FRAME_HEADER = struct.Struct(">BHBBL")
 """A frame header: length (high byte, low 16 bits), type, flags, stream id."""
 
+_BLOCK = 128
+"""Frames checked at once by _same_frames (1 MiB of 8 KiB frames)."""
+
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 """Stream states in which a client takes DATA."""
+
+
+def _same_frames(buf: memoryview, pos: int, end: int, step: int, most: int) -> int:
+    """How many whole frames from ``pos`` on (``step`` bytes each, at most
+    ``most``) have the same 9-byte header as the first: all of them, or 0
+    when some differ (1 when there is no block to check). The nine header
+    bytes of every frame are compared at once, column by column, through
+    strided views: C speed, where a Python loop costs ~0.4 µs a frame."""
+    count = min((end - pos) // step, most, _BLOCK)
+    if count < 2:
+        return 1
+    header = bytes(buf[pos : pos + 9])
+    last = pos + (count - 1) * step + 1
+    for at in range(9):
+        if buf[pos + at : last + at : step] != header[at : at + 1] * count:
+            return 0
+    return count
 
 
 def _header_refused(header: bytes) -> bool:
