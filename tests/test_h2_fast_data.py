@@ -25,11 +25,12 @@ in the same read.
   connection error is delivered, nothing more is.
   ``HTTPCORE_H2_FAST_EXAMPLES`` / ``HTTPCORE_H2_FAST_STEPS`` run it longer
   (defaults 150 examples of up to 40 steps; derandomized, so CI is stable).
-- examples that pin behaviours: a 1 MiB body in 8 KiB frames, wrong
-  content-lengths, a short body ending exactly at the window, DATA past the
-  connection window, a frame cut across three reads inside its header, one
-  DataRun for a run and its END_STREAM frame, a frame header h2 refuses
-  before its payload, and frames with a question about them one by one
+- examples that pin behaviours: a 1 MiB body in 8 KiB and in maximum-size
+  frames, wrong content-lengths, a short body ending exactly at the window,
+  DATA past the connection window, a frame cut across three reads inside
+  its header, one DataRun for a run and its END_STREAM frame, a frame header
+  h2 refuses before its payload, an oversized frame trickling in, blocks of
+  same-size frames, and frames with a question about them one by one
   (``CASES``), in one read, a read per frame and reads cut in every header.
 """
 
@@ -792,12 +793,13 @@ def test_fast_data_state_machine() -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("frame_size", [8192, 16384], ids=["8k-frames", "max-frames"])
 @pytest.mark.parametrize("read_size", [1000, 65536])
-def test_megabyte_in_8k_frames(read_size: int) -> None:
-    """1 MiB in 8 KiB frames (nginx's): the same bytes, windows and stream
-    state as h2's; the fast client gives at most one data event per read,
-    so never more than h2 (one per frame), and with reads larger than a
-    frame, fewer."""
+def test_a_megabyte_in_many_reads(read_size: int, frame_size: int) -> None:
+    """1 MiB in 8 KiB frames (nginx's) or frames of the maximum size: the
+    same bytes, windows and stream state as h2's; the fast client takes every
+    frame in itself, gives at most one data event per read, so never more
+    than h2 (one per frame), and with reads larger than a frame, fewer."""
     require_fast_data()
     content = body(0, 1 << 20)
     fast, fast_server, oracle, oracle_server = two_pairs()
@@ -808,9 +810,9 @@ def test_megabyte_in_8k_frames(read_size: int) -> None:
         client.increment_flow_control_window(len(content), sid)
         server.receive_data(client.data_to_send())
         server.send_headers(sid, [(b":status", b"200"), (b"content-length", b"%d" % len(content))])
-        for i in range(0, len(content), 8192):
-            end = i + 8192 >= len(content)
-            server.send_data(sid, content[i : i + 8192], end_stream=end)
+        for i in range(0, len(content), frame_size):
+            end = i + frame_size >= len(content)
+            server.send_data(sid, content[i : i + frame_size], end_stream=end)
         wires.append(server.data_to_send())
     assert wires[0] == wires[1]
     wire = wires[0]
@@ -831,9 +833,9 @@ def test_megabyte_in_8k_frames(read_size: int) -> None:
     assert fast.data_to_send() == oracle.data_to_send()
     fast_data = sum(isinstance(e, h2compat.DataRun) for e in fast_events)
     oracle_data = sum(isinstance(e, h2.events.DataReceived) for e in oracle_events)
-    assert oracle_data == 128
+    assert oracle_data == len(content) // frame_size
     assert fast_data <= oracle_data
-    if read_size > 8192 + 9:
+    if read_size > frame_size + 9:
         assert fast_data <= -(-len(wire) // read_size) < oracle_data
 
 
@@ -1054,10 +1056,27 @@ def test_a_run_and_its_end_stream_frame_make_one_data_event() -> None:
         assert h2compat.summary(got) == h2compat.summary(want)
         kinds = [type(e).__name__ for e in got]
         assert kinds == ["ResponseReceived", "DataRun", "StreamEnded"], (
-            f"content-length {length!r}: {kinds}: the frame with END_STREAM is taken in "
-            "as a run of its own (_take_frames continues a run with frames without "
-            "END_STREAM only), so one read gives two DataRun events for the stream"
+            f"content-length {length!r}: {kinds}: the frame with END_STREAM taken in as "
+            "a run of its own (as when _take_frames continued a run with frames without "
+            "END_STREAM only): one read, two DataRun events for the stream"
         )
+
+
+def _started_response(size: int) -> tuple[Client, Client, bytes]:
+    """A fast and an oracle client, each with a request answered by a head
+    (and ``size`` body bytes, if any): the bytes their servers sent, the
+    same for both."""
+    require_fast_data()
+    fast, fast_server, oracle, oracle_server = two_pairs()
+    wires = []
+    for client, server in ((fast, fast_server), (oracle, oracle_server)):
+        sid = h2compat._request(client, server)
+        server.send_headers(sid, [(b":status", b"200")])
+        if size:
+            server.send_data(sid, body(0, size))
+        wires.append(server.data_to_send())
+    assert wires[0] == wires[1]
+    return fast, oracle, wires[0]
 
 
 def _bad_header(kind: str) -> bytes:
@@ -1082,17 +1101,9 @@ def test_a_frame_header_h2_refuses_fails_the_read_it_arrives_in(kind: str, split
     must still fail where h2 fails, not one read (or a stalled peer) later:
     with the header at the end of a read, or split across two reads (the
     first ``split`` bytes at the end of one, the rest alone in the next)."""
-    require_fast_data()
-    fast, fast_server, oracle, oracle_server = two_pairs()
-    wires = []
-    for client, server in ((fast, fast_server), (oracle, oracle_server)):
-        sid = h2compat._request(client, server)
-        server.send_headers(sid, [(b":status", b"200")])
-        server.send_data(sid, body(0, 100))
-        wires.append(server.data_to_send())
-    assert wires[0] == wires[1]
+    fast, oracle, wire = _started_response(100)
     bad = _bad_header(kind)
-    reads = [wires[0] + bad[:split], bad[split:9]] if split else [wires[0], bad[:9]]
+    reads = [wire + bad[:split], bad[split:9]] if split else [wire, bad[:9]]
     if split == 9:
         reads.pop()
     fast_events: list[Event] = []
@@ -1100,8 +1111,9 @@ def test_a_frame_header_h2_refuses_fails_the_read_it_arrives_in(kind: str, split
     for i, read in enumerate(reads):
         got, want = fast.receive_data(read), oracle._receive_batch(read)
         assert h2compat.summary(got) == h2compat.summary(want), (
-            f"{kind}, read {i}: h2 fails the connection on the frame header; fast_data "
-            "keeps it as the start of a frame and fails only once the payload arrives"
+            f"{kind}, read {i}: h2 fails the connection on the frame header; here, not "
+            "(as when fast_data kept it as the start of a frame, failing only once the "
+            "payload arrived)"
         )
         fast_events += got
         oracle_events += want
@@ -1363,16 +1375,9 @@ def test_an_oversized_frame_in_many_reads_goes_to_h2_at_once() -> None:
     frame on every read (quadratic), and from then on everything goes to h2:
     both clients see the same events and state (h2 fails the connection once
     the frame is whole) and want to send the same bytes."""
-    require_fast_data()
-    fast, fast_server, oracle, oracle_server = two_pairs()
-    wires = []
-    for client, server in ((fast, fast_server), (oracle, oracle_server)):
-        sid = h2compat._request(client, server)
-        server.send_headers(sid, [(b":status", b"200")])
-        wires.append(server.data_to_send())
-    assert wires[0] == wires[1]
+    fast, oracle, wire = _started_response(0)
     claimed = 2**24 - 1
-    data = wires[0] + struct.pack(">I", claimed)[1:] + bytes([DATA, 0]) + struct.pack(">I", 1)
+    data = wire + struct.pack(">I", claimed)[1:] + bytes([DATA, 0]) + struct.pack(">I", 1)
     data += bytes(claimed)[:200_000]
     reads = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     fast_events: list[Event] = []

@@ -102,6 +102,18 @@ def run_seq(fn: Callable[[], None], args: Args) -> tuple[int, float, Errors]:
 
 
 def run_threads(fn: Callable[[], None], args: Args) -> tuple[int, float, Errors]:
+    """N threads each run fn (one request) in a loop; returns (requests, elapsed)."""
+
+    def step() -> int:
+        fn()
+        return 1
+
+    return _run_workers(step, args)
+
+
+def _run_workers(step: Callable[[], int], args: Args) -> tuple[int, float, Errors]:
+    """N threads: each warms up, waits for the others, then runs ``step`` in a
+    loop until the deadline; returns (sum of what the steps returned, elapsed)."""
     n = args.concurrency
     errors = Errors()
     counts = [0] * n
@@ -111,10 +123,10 @@ def run_threads(fn: Callable[[], None], args: Args) -> tuple[int, float, Errors]
 
     def worker(i: int) -> None:
         try:
-            fn()
+            step()
             end = time.perf_counter() + args.warmup
             while time.perf_counter() < end:
-                fn()
+                step()
         except Exception as exc:
             errors.add(exc)
         ready.wait()
@@ -123,8 +135,7 @@ def run_threads(fn: Callable[[], None], args: Args) -> tuple[int, float, Errors]
         c = 0
         while time.perf_counter() < deadline:
             try:
-                fn()
-                c += 1
+                c += step()
             except Exception as exc:
                 errors.add(exc)
         counts[i] = c
@@ -203,49 +214,15 @@ def run_downloads(fn: Callable[[], int], args: Args) -> tuple[int, float, Errors
     """N threads each run fn (a whole download, returning its size) in a loop, as
     run_threads does with requests; returns (bytes, elapsed). A download of the
     wrong size is an error, and its bytes are not counted."""
-    n = args.concurrency
-    errors = Errors()
     expect = args.expect_bytes
-    totals = [0] * n
-    ready = threading.Barrier(n + 1)
-    go = threading.Barrier(n + 1)
-    box: dict[str, float] = {}
 
-    def one() -> int:
+    def step() -> int:
         size = fn()
         if expect is not None and size != expect:
             raise RuntimeError(f"downloaded {size} bytes, expected {expect}")
         return size
 
-    def worker(i: int) -> None:
-        try:
-            one()
-            end = time.perf_counter() + args.warmup
-            while time.perf_counter() < end:
-                one()
-        except Exception as exc:
-            errors.add(exc)
-        ready.wait()
-        go.wait()
-        deadline = box["deadline"]
-        total = 0
-        while time.perf_counter() < deadline:
-            try:
-                total += one()
-            except Exception as exc:
-                errors.add(exc)
-        totals[i] = total
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    t0 = time.perf_counter()
-    box["deadline"] = t0 + args.duration
-    go.wait()
-    for t in threads:
-        t.join()
-    return sum(totals), time.perf_counter() - t0, errors
+    return _run_workers(step, args)
 
 
 def emit(
