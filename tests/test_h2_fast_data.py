@@ -531,6 +531,32 @@ class FastDataMachine(RuleBasedStateMachine):
         if self.on_servers(send):
             self.sent[sid] = offset + sum(pieces)
 
+    @precondition(lambda self: len(self.headed()) >= 2)
+    @rule(
+        data=st.data(),
+        size=st.sampled_from([8192, 16384, 1000, 1]),
+        order=st.lists(st.booleans(), min_size=2, max_size=12),
+    )
+    def response_data_interleaved(self, data: st.DataObject, size: int, order: list[bool]) -> None:
+        """DATA frames of one size for two streams, in the order drawn (as
+        a server multiplexing them): blocks of same-size frames with a frame
+        of the other stream in them, runs cut by the other stream."""
+        pair = st.lists(st.sampled_from(self.headed()), min_size=2, max_size=2, unique=True)
+        a, b = data.draw(pair, label="streams")
+        frames = [a if first else b for first in order]
+        offsets = {sid: self.sent[sid] for sid in (a, b)}
+
+        def send(s: Server) -> None:
+            at = dict(offsets)
+            for sid in frames:
+                if s.local_flow_control_window(sid) >= size:
+                    s.send_data(sid, body(at[sid], size))
+                    at[sid] += size
+            if s is self.fast_server:
+                self.sent.update(at)
+
+        self.on_servers(send)
+
     @rule(
         data=st.data(),
         kind=st.sampled_from(
