@@ -782,17 +782,22 @@ def main() -> int:
         "loadavg_before": round(load, 2),
         "loadavg_after": round(os.getloadavg()[0], 2),
     }
-    out = WORK / "results.json"
+    report(WORK / "results.json", meta, results, table,
+           f"httpcore benchmarks: {rounds} rounds x {duration:g}s, nginx {nginx.version} on CPU "
+           f"{SERVER_CPU}, clients on CPU {CLIENT_CPU}, python {meta['python']}, "
+           f"load average {load:.2f} before")
+    return 0
+
+
+def report(out: Path, meta: dict, results: dict, table: list[str], title: str) -> None:
+    """Write the JSON of a run and print its table under ``title``."""
     out.write_text(json.dumps({"meta": meta, "scenarios": results}, indent=2) + "\n")
     print()
-    print(f"httpcore benchmarks: {rounds} rounds x {duration:g}s, nginx {nginx.version} on CPU "
-          f"{SERVER_CPU}, clients on CPU {CLIENT_CPU}, python {meta['python']}, "
-          f"load average {load:.2f} before")
+    print(title)
     print()
     print("\n".join(table).rstrip())
     print()
     print(f"JSON: {out}  (took {meta['wall_seconds']:.0f}s)")
-    return 0
 
 
 if __name__ == "__main__":

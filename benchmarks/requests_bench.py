@@ -21,7 +21,6 @@ column "requests+adapter/peer" says how close the adapter gets to it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -94,17 +93,11 @@ def main() -> int:
             results[key] = data
     finally:
         nginx.stop()
-    out = H.WORK / "requests-results.json"
     meta = {"rounds": rounds, "duration": duration, "nginx": nginx.version,
             "cpus": os.cpu_count(), "wall_seconds": round(time.monotonic() - start, 1)}
-    out.write_text(json.dumps({"meta": meta, "scenarios": results}, indent=2) + "\n")
-    print()
-    print(f"requests + httpcore.RequestsAdapter vs requests + urllib3: {rounds} rounds x "
-          f"{duration:g}s, nginx on CPU {H.SERVER_CPU}, clients on CPU {H.CLIENT_CPU}")
-    print()
-    print("\n".join(table).rstrip())
-    print()
-    print(f"JSON: {out}  (took {meta['wall_seconds']:.0f}s)")
+    H.report(H.WORK / "requests-results.json", meta, results, table,
+             f"requests + httpcore.RequestsAdapter vs requests + urllib3: {rounds} rounds x "
+             f"{duration:g}s, nginx on CPU {H.SERVER_CPU}, clients on CPU {H.CLIENT_CPU}")
     return 0
 
 

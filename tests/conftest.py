@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -148,6 +149,34 @@ def raw() -> Iterator[RawFactory]:
 def closed_port() -> int:
     """A loopback port with nothing listening on it."""
     return free_port()
+
+
+@pytest.fixture
+def backlogged_port() -> Iterator[int]:
+    """A listener whose accept queue is full: further connects hang (SYNs dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # listen(0) admits one or two pending connections
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect(("127.0.0.1", port))
+        pytest.skip("this kernel accepts connections beyond the listen backlog")
+    except TimeoutError:
+        pass
+    finally:
+        probe.close()
+    yield port
+    for s in fillers:
+        s.close()
+    listener.close()
 
 
 # -- HTTP/2 -------------------------------------------------------------------------

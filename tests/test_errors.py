@@ -6,7 +6,6 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -46,34 +45,6 @@ def test_hierarchy(child: type[Exception], parent: type[Exception]) -> None:
     assert child.__module__ == "httpcore"
     assert issubclass(child, httpcore.HTTPCoreError)
     assert issubclass(httpcore.HTTPCoreError, Exception)
-
-
-@pytest.fixture
-def backlogged_port() -> Iterator[int]:
-    """A listener whose accept queue is full: further connects hang (SYNs dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):  # listen(0) admits one or two pending connections
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    probe = socket.socket()
-    probe.settimeout(0.3)
-    try:
-        probe.connect(("127.0.0.1", port))
-        pytest.skip("this kernel accepts connections beyond the listen backlog")
-    except TimeoutError:
-        pass
-    finally:
-        probe.close()
-    yield port
-    for s in fillers:
-        s.close()
-    listener.close()
 
 
 def test_connect_error_on_closed_port(closed_port: int) -> None:

@@ -66,34 +66,6 @@ def ca_file(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str
     return str(path)
 
 
-@pytest.fixture
-def backlogged_port() -> Iterator[int]:
-    """A listener whose accept queue is full: further connects hang (SYNs dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    probe = socket.socket()
-    probe.settimeout(0.3)
-    try:
-        probe.connect(("127.0.0.1", port))
-        pytest.skip("this kernel accepts connections beyond the listen backlog")
-    except TimeoutError:
-        pass
-    finally:
-        probe.close()
-    yield port
-    for s in fillers:
-        s.close()
-    listener.close()
-
-
 def echo(response: requests.Response) -> dict:  # type: ignore[type-arg]
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
