@@ -498,23 +498,16 @@ class H2Connection(h2.connection.H2Connection):
                         pos = after
                         continue
                 elif self._may_end_run(batch, length):
-                    batch.run.append(buf[pos + 9 : stop])
-                    batch.budget -= length
-                    batch.taken += length
+                    batch.add(buf[pos + 9 : stop])
                     self._end_run(batch, end_stream=True)
                     pos = stop
                     continue
             if kind == 0 and not flags & 0x8:  # DATA, not PADDED
-                if batch.slow:
-                    self._flush_slow(batch)
-                    if batch.failed:
-                        return end
-                self._end_run(batch)
+                if not self._settle(batch):
+                    return end
                 end_stream = bool(flags & 0x1)
                 if self._start_run(stream_id & 0x7FFFFFFF, length, end_stream, batch):
-                    batch.run.append(buf[pos + 9 : stop])
-                    batch.budget -= length
-                    batch.taken += length
+                    batch.add(buf[pos + 9 : stop])
                     if end_stream:
                         self._end_run(batch, end_stream=True)
                         pos = stop
@@ -523,11 +516,8 @@ class H2Connection(h2.connection.H2Connection):
                     continue
             if kind == 1 and flags & 0x2C == 0x4 and self._fast_headers:
                 # HEADERS with END_HEADERS, not PADDED nor PRIORITY
-                if batch.slow:
-                    self._flush_slow(batch)
-                    if batch.failed:
-                        return end
-                self._end_run(batch)
+                if not self._settle(batch):
+                    return end
                 block = buf[pos + 9 : stop]
                 if self._take_head(block, bool(flags & 0x1), stream_id & 0x7FFFFFFF, batch):
                     pos = stop
@@ -536,6 +526,16 @@ class H2Connection(h2.connection.H2Connection):
             batch.slow.append(buf[pos:stop])
             pos = stop
         return pos
+
+    def _settle(self, batch: _Batch) -> bool:
+        """Before a frame is taken in here: hand h2 the frames waiting for it
+        and close the current run. False if the connection failed."""
+        if batch.slow:
+            self._flush_slow(batch)
+            if batch.failed:
+                return False
+        self._end_run(batch)
+        return True
 
     def _extend_run(self, buf: memoryview, pos: int, end: int, batch: _Batch) -> int:
         """Append the DATA frames from ``pos`` on that continue the run
@@ -747,6 +747,12 @@ class _Batch:
         self.slow: list[memoryview] = []
         self.failed = False
         self.reset_run()
+
+    def add(self, payload: memoryview) -> None:
+        """One frame's payload into the run (its checks already made)."""
+        self.run.append(payload)
+        self.budget -= len(payload)
+        self.taken += len(payload)
 
     def reset_run(self) -> None:
         self.run: list[memoryview] = []

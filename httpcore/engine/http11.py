@@ -227,9 +227,10 @@ class HTTP11Connection:
         self._touch()
 
     def on_credit(self, ex: Exchange, consumed: int) -> None:
-        if ex is self.ex:
-            self._size_reads(ex)
-        if ex is self.ex and self._starved and ex.credit > 0:
+        if ex is not self.ex:
+            return
+        self._size_reads(ex)
+        if self._starved and ex.credit > 0:
             self._starved = False
             if self._raw >= 0:
                 self._flush(ex)
