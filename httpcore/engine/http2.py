@@ -413,7 +413,7 @@ class HTTP2Connection:
             self._not_h2(f"it answered {bytes(data[:12]).decode('latin-1')!r}")
             return
         try:
-            events = self._h2.receive_data(data)
+            events = self._h2.receive_prefix(data)
         except h2.exceptions.ProtocolError as exc:  # h2 without events_before_error
             events = [ConnectionFailed(exc)]
         touched = self._touched
