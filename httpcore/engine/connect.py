@@ -20,7 +20,7 @@ from .._config import Timeout
 from .._exceptions import ConnectError, ConnectTimeout, HTTPCoreError, ProxyError, describe
 from .._models import Origin, ProxySpec
 from .socks import handshake
-from .transport import Transport
+from .transport import Transport, transport_class
 
 BACKOFF_FACTOR = 0.25
 BACKOFF_MAX = 5.0
@@ -285,7 +285,7 @@ async def _tcp(
     # descriptor to a new socket while that transport still reads it.
     try:
         _, protocol = await connecting(
-            Transport,
+            transport_class(loop),
             sock=sock,
             ssl=tls,  # type: ignore[arg-type]  # duck-typed: asyncio and uvloop call wrap_bio
             server_hostname=server_name.split("%", 1)[0] if tls is not None else None,

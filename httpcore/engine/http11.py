@@ -258,11 +258,17 @@ class HTTP11Connection:
             self.close("unexpected data on idle connection")
             return
         self._got_bytes = True
-        if self._raw >= 0:
-            self._raw_data(data.tobytes())
-            return
-        if self._fast is not None:
-            self._fast_head(self._fast, data.tobytes())
+        if self._raw >= 0 or self._fast is not None:
+            # A read that is a whole bytes object (OwnedTransport's) is kept
+            # as it is: a body chunk then costs no copy.
+            whole = data.obj
+            if type(whole) is not bytes or len(whole) != len(data):
+                whole = data.tobytes()
+            if self._raw >= 0:
+                self._raw_data(whole)
+            else:
+                assert self._fast is not None
+                self._fast_head(self._fast, whole)
             return
         self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 copies any buffer
         if not self._starved:

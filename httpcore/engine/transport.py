@@ -32,7 +32,8 @@ class Sink(Protocol):
 
 
 RECV_BUFFER = 1024 * 1024
-"""Size of the receive buffer every connection of an engine reads into:
+"""Most one read takes (the size of the shared receive buffer of
+:class:`BufferedTransport`, the ``max_size`` of :class:`OwnedTransport`):
 1 MiB rather than 256 KiB took a 64 MiB HTTP/1.1 download from 0.47 to
 0.38-0.40 s of CPU per GiB (fewer reads, wake-ups and chunks)."""
 
@@ -44,6 +45,10 @@ twice that): where glibc's own sliding threshold settles once a block of
 32 MiB has been freed (its maximum on 64-bit)."""
 
 _malloc_tuned = False
+
+malloc_tuned = False
+"""Whether :func:`tune_malloc` set the thresholds (so blocks up to
+MMAP_THRESHOLD come from the heap, not from mmap)."""
 
 
 def tune_malloc() -> None:
@@ -63,7 +68,7 @@ def tune_malloc() -> None:
     The cost is what glibc's own sliding threshold costs: up to twice
     MMAP_THRESHOLD of freed memory kept at the top of a heap.
     """
-    global _malloc_tuned
+    global _malloc_tuned, malloc_tuned
     if _malloc_tuned:
         return
     _malloc_tuned = True
@@ -74,7 +79,8 @@ def tune_malloc() -> None:
         mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
         mallopt(-1, 2 * MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
-        pass
+        return
+    malloc_tuned = True
 
 
 def _receive_view() -> memoryview:
@@ -90,17 +96,13 @@ def _receive_view() -> memoryview:
     return view
 
 
-class Transport(asyncio.BufferedProtocol):
+class Transport(asyncio.BaseProtocol):
     """One connection's socket; buffers only until a sink is attached.
 
-    A BufferedProtocol: the socket is read into a preallocated buffer
-    shared by the engine's connections. A plain Protocol would have asyncio
-    allocate ``max_size`` (256 KiB) per read, which glibc serves with
-    mmap/mremap/munmap: three syscalls on every small response.
+    Made by :func:`transport_class`'s choice of the two ways to read below.
     """
 
     def __init__(self) -> None:
-        self._view = _receive_view()
         self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
         self._early: list[bytes] = []
@@ -109,28 +111,33 @@ class Transport(asyncio.BufferedProtocol):
         self.error: BaseException | None = None
         self.write_paused = False
         self.read_paused = False
-        self.read_size = RECV_BUFFER
+        self._read_size = RECV_BUFFER
+
+    @property
+    def read_size(self) -> int:
         """At most this much per read (a connection lowers it to bound what
         it holds for a slow reader)."""
+        return self._read_size
+
+    @read_size.setter
+    def read_size(self, size: int) -> None:
+        self._read_size = size
+        self._sized()
+
+    def _sized(self) -> None:
+        """``read_size`` changed."""
 
     # -- asyncio callbacks ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self._sized()
 
     # A bug in a sink must fail its exchange with the bug as cause, not
     # escape into asyncio (which would only log it): hence the try blocks,
     # free in CPython 3.11 until something raises.
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self.read_size < RECV_BUFFER:
-            return self._view[: self.read_size]
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # A view, valid only during the call: h11 and h2 copy it into their
-        # own buffers anyway, so copying it here first would be a waste.
-        data = self._view[:nbytes]
+    def _received(self, data: memoryview) -> None:
         sink = self.sink
         if sink is not None:
             try:
@@ -211,6 +218,52 @@ class Transport(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is not None:
             transport.abort()
+
+
+class BufferedTransport(Transport, asyncio.BufferedProtocol):
+    """Reads into the engine thread's one receive buffer: what a connection
+    keeps it copies. A plain Protocol would have asyncio allocate
+    ``max_size`` per read, which glibc with its default thresholds serves
+    with mmap/mremap/munmap: three syscalls on every small response."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._view = _receive_view()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._read_size < RECV_BUFFER:
+            return self._view[: self._read_size]
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # A view, valid only during the call: h11 and h2 copy it into their
+        # own buffers anyway, so copying it here first would be a waste.
+        self._received(self._view[:nbytes])
+
+
+class OwnedTransport(Transport, asyncio.Protocol):
+    """Each read is a new bytes object (asyncio's ``sock.recv``) that a
+    body chunk can be without a copy: a 64 MiB HTTP/1.1 download read into
+    the shared buffer spent ~100 ms of CPU per GiB copying it out, against
+    ~5 for the reads themselves. Used where the heap serves those blocks
+    (:data:`malloc_tuned`) and asyncio's selector transport reads them (its
+    ``max_size`` is the read size)."""
+
+    def _sized(self) -> None:
+        transport = self.transport
+        if transport is not None and hasattr(transport, "max_size"):
+            transport.max_size = self._read_size
+
+    def data_received(self, data: bytes) -> None:
+        self._received(memoryview(data))
+
+
+def transport_class(loop: asyncio.AbstractEventLoop) -> type[Transport]:
+    """The way connections on ``loop`` read (:class:`OwnedTransport` where
+    it can, else :class:`BufferedTransport`)."""
+    if malloc_tuned and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return OwnedTransport
+    return BufferedTransport
 
 
 def _guarded(sink: Sink, method: Callable[..., None], *args: object) -> None:
