@@ -221,6 +221,26 @@ def two_pairs(engine_like: bool = False) -> tuple[Client, Server, Client, Server
     return fast, fast_server, oracle, oracle_server
 
 
+def two_streams(send: Callable[[Server, int, int], None]) -> tuple[Client, Client, bytes, int]:
+    """A fast and an oracle client (engine-like), each with streams 1 and 3
+    open and answered, and their one wire: the two heads, then what
+    ``send(server, 1, 3)`` has each server send. Returns both clients, the
+    wire and where the heads end in it."""
+    fast, fast_server, oracle, oracle_server = two_pairs(engine_like=True)
+    wires = []
+    for client, server in ((fast, fast_server), (oracle, oracle_server)):
+        a = h2compat._request(client, server)
+        b = h2compat._request(client, server)
+        assert (a, b) == (1, 3)
+        for sid in (a, b):
+            server.send_headers(sid, [(b":status", b"200")])
+        head = server.data_to_send()
+        send(server, a, b)
+        wires.append(head + server.data_to_send())
+    assert wires[0] == wires[1]
+    return fast, oracle, wires[0], len(head)
+
+
 def require_fast_data() -> None:
     """With the patch left out (its check failed at import), both clients
     would be h2 and every comparison here would hold for nothing."""
@@ -1470,28 +1490,20 @@ def test_blocks_of_same_size_frames_are_checked_whole(pattern: str, reads: str) 
     and 3 differ in one byte), one ending the stream or one of another
     length inside the block must not be taken as part of it."""
     require_fast_data()
-    fast, fast_server, oracle, oracle_server = two_pairs(engine_like=True)
-    wires = []
-    for client, server in ((fast, fast_server), (oracle, oracle_server)):
-        a = h2compat._request(client, server)
-        b = h2compat._request(client, server)
-        assert (a, b) == (1, 3)
-        for sid in (a, b):
-            server.send_headers(sid, [(b":status", b"200")])
-        head = server.data_to_send()
-        frames = pattern.split("+")[0]
-        size = 8192 if len(frames) < 6 else 4096  # within h2's initial 64 KiB window
+    frames = pattern.split("+")[0]
+    size = 8192 if len(frames) < 6 else 4096  # within h2's initial 64 KiB window
+
+    def send(server: Server, a: int, b: int) -> None:
         for i, which in enumerate(frames):
-            sid = a if which == "a" else b
-            server.send_data(sid, body(i, size))
+            server.send_data(a if which == "a" else b, body(i, size))
         if pattern.endswith("+end"):
             server.send_data(a, body(99, size), end_stream=True)
         if pattern.endswith("+short"):
             server.send_data(a, body(98, size - 1))
-        wires.append(head + server.data_to_send())
-    assert wires[0] == wires[1]
+
+    fast, oracle, wire, _ = two_streams(send)
     receive = fast.receive_data if reads == "bytes" else engine_reads(fast)
-    got, want = receive(wires[0]), oracle._receive_batch(wires[1])
+    got, want = receive(wire), oracle._receive_batch(wire)
     assert h2compat.summary(got) == h2compat.summary(want)
     assert h2compat.state(fast) == h2compat.state(oracle)
 
@@ -1504,20 +1516,14 @@ def test_blocks_after_a_frame_completed_in_the_next_read(cut: int) -> None:
     all-zero payloads a check looking at the wrong offset sees identical
     "headers" and would take the frame of stream 3 into stream 1's block."""
     require_fast_data()
-    fast, fast_server, oracle, oracle_server = two_pairs(engine_like=True)
-    wires = []
-    for client, server in ((fast, fast_server), (oracle, oracle_server)):
-        a = h2compat._request(client, server)
-        b = h2compat._request(client, server)
-        for sid in (a, b):
-            server.send_headers(sid, [(b":status", b"200")])
-        head = server.data_to_send()
+
+    def send(server: Server, a: int, b: int) -> None:
         for which in "aaaaaaaaaaabaaa":
             server.send_data(a if which == "a" else b, bytes(4096))
-        wires.append(head + server.data_to_send())
-    assert wires[0] == wires[1]
-    fast_events = feed(engine_reads(fast), wires[0], [len(head) + cut])
-    oracle_events = oracle._receive_batch(wires[1])
+
+    fast, oracle, wire, head = two_streams(send)
+    fast_events = feed(engine_reads(fast), wire, [head + cut])
+    oracle_events = oracle._receive_batch(wire)
     assert h2compat.summary(fast_events) == h2compat.summary(oracle_events)
     assert h2compat.state(fast) == h2compat.state(oracle)
 
