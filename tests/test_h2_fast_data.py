@@ -64,6 +64,7 @@ from hypothesis.stateful import (
 )
 
 from httpcore.engine import h2compat
+from httpcore.engine.http2 import client_h2
 
 EXAMPLES = int(os.environ.get("HTTPCORE_H2_FAST_EXAMPLES", "150"))
 STEPS = int(os.environ.get("HTTPCORE_H2_FAST_STEPS", "40"))
@@ -181,33 +182,12 @@ def engine_reads(client: Client) -> Callable[[bytes], list[Event]]:
 
 
 def make_pair(engine_like: bool = False) -> tuple[Client, Server]:
-    """``h2compat._pair()``, or a client configured as ``engine/http2.py``
-    configures its own (no header validation, a larger stream window than
-    h2's default, push off) and with its connection window opened."""
+    """``h2compat._pair()``, or a client made as the engine makes its own
+    (``client_h2``), with windows small enough to run out in a test."""
     if not engine_like:
         return h2compat._pair()
-    client = Client(
-        h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-        )
-    )
-    client.local_settings = h2.settings.Settings(
-        client=True,
-        initial_values={
-            Setting.ENABLE_PUSH: 0,
-            Setting.MAX_CONCURRENT_STREAMS: 100,
-            Setting.INITIAL_WINDOW_SIZE: 100_000,
-            Setting.MAX_HEADER_LIST_SIZE: 65536,
-        },
-    )
+    client = client_h2(stream_window=100_000, connection_window=200_000)
     server = Server(h2.config.H2Configuration(client_side=False, header_encoding=None))
-    client.initiate_connection()
-    client.increment_flow_control_window(200_000 - 65535)
     server.initiate_connection()
     server.receive_data(client.data_to_send())
     client.receive_data(server.data_to_send())

@@ -449,10 +449,8 @@ class H2Connection(h2.connection.H2Connection):
             base = start_of
         elif isinstance(data, (bytes, bytearray)):
             base = data
-        elif isinstance(view.obj, (bytes, bytearray)) and len(view.obj) == view.nbytes:
-            base = view.obj
         else:
-            base = view.tobytes()
+            base = view.tobytes()  # not the engine's read (receive_prefix)
         batch = _Batch()
         if self._partial:
             size = len(view)
@@ -796,9 +794,9 @@ class _Batch:
         self.slow: list[memoryview] = []
         self.failed = False
         self.base: bytes | bytearray = b""
-        """Holds the frames being taken, for _same_frames's slices..."""
+        """The bytes the frames being taken are in, for _same_frames..."""
         self.offset = 0
-        """...from here on."""
+        """...and where the view being taken starts in them."""
         self.reset_run()
 
     def add(self, payload: memoryview) -> None:

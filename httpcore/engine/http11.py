@@ -30,7 +30,7 @@ from .exchange import Exchange, Head, body_event
 from .h1wire import asks_close, parse_head, wire_request
 from .interfaces import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks, Retry
 from .messages import BodyChunk, ResponseHead, UploadAck
-from .transport import RECV_BUFFER, Transport
+from .transport import RECV_BUFFER, Transport, read_bytes
 
 logger = logging.getLogger("httpcore")
 
@@ -258,17 +258,11 @@ class HTTP11Connection:
             self.close("unexpected data on idle connection")
             return
         self._got_bytes = True
-        if self._raw >= 0 or self._fast is not None:
-            # A read that is a whole bytes object (OwnedTransport's) is kept
-            # as it is: a body chunk then costs no copy.
-            whole = data.obj
-            if type(whole) is not bytes or len(whole) != len(data):
-                whole = data.tobytes()
-            if self._raw >= 0:
-                self._raw_data(whole)
-            else:
-                assert self._fast is not None
-                self._fast_head(self._fast, whole)
+        if self._raw >= 0:
+            self._raw_data(read_bytes(data))  # a body chunk as read: no copy
+            return
+        if self._fast is not None:
+            self._fast_head(self._fast, read_bytes(data))
             return
         self._h11.receive_data(data)  # type: ignore[arg-type]  # h11 copies any buffer
         if not self._starved:

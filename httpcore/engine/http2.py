@@ -130,6 +130,38 @@ def h2_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
     ]
 
 
+def client_h2(
+    stream_window: int = STREAM_WINDOW, connection_window: int = CONNECTION_WINDOW
+) -> H2Connection:
+    """An h2 client as the engine runs one, its preface queued: field checks
+    left to check_fields, push off, heads bounded by MAX_HEAD_SIZE from the
+    first frame, and these receive windows (tests pass small ones)."""
+    config = h2.config.H2Configuration(
+        client_side=True,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,  # check_fields does it, cheaper
+        normalize_inbound_headers=False,  # it only joins request cookies
+    )
+    h = H2Connection(config=config)
+    h.local_settings = h2.settings.Settings(
+        client=True,
+        initial_values={
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEAD_SIZE,
+        },
+    )
+    h.initiate_connection()
+    # h2 applies our MAX_HEADER_LIST_SIZE only once the server acks it;
+    # bound the decoder from the first frame on.
+    h.decoder.max_header_list_size = MAX_HEAD_SIZE
+    h.increment_flow_control_window(connection_window - 65535)
+    return h
+
+
 class _Stream:
     """One exchange on the connection."""
 
@@ -198,29 +230,7 @@ class HTTP2Connection:
         self.transport = transport
         self._pool = pool
         self._loop = asyncio.get_running_loop()
-        config = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,  # check_fields does it, cheaper
-            normalize_inbound_headers=False,  # it only joins request cookies
-        )
-        h = self._h2 = H2Connection(config=config)
-        h.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEAD_SIZE,
-            },
-        )
-        h.initiate_connection()
-        # h2 applies our MAX_HEADER_LIST_SIZE only once the server acks it;
-        # bound the decoder from the first frame on.
-        h.decoder.max_header_list_size = MAX_HEAD_SIZE
-        h.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._h2 = client_h2()
         self.streams: dict[int, _Stream] = {}
         self._by_ex: dict[Exchange, _Stream] = {}
         self.closed = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import platform
 import ssl
@@ -44,14 +45,8 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 twice that): where glibc's own sliding threshold settles once a block of
 32 MiB has been freed (its maximum on 64-bit)."""
 
-_malloc_tuned = False
-
-malloc_tuned = False
-"""Whether :func:`tune_malloc` set the thresholds (so blocks up to
-MMAP_THRESHOLD come from the heap, not from mmap)."""
-
-
-def tune_malloc() -> None:
+@functools.cache
+def tune_malloc() -> bool:
     """Once per process, on glibc, unless ``HTTPCORE_MALLOC_TUNE=0``: fix
     malloc's mmap and trim thresholds where glibc's sliding ones would
     settle after a 32 MiB block is freed.
@@ -67,20 +62,18 @@ def tune_malloc() -> None:
     128 KiB to mmap (7 times slower to churn big buffers): both are set.
     The cost is what glibc's own sliding threshold costs: up to twice
     MMAP_THRESHOLD of freed memory kept at the top of a heap.
+
+    True if it set them: blocks up to MMAP_THRESHOLD then come from the heap.
     """
-    global _malloc_tuned, malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
     if os.environ.get("HTTPCORE_MALLOC_TUNE") == "0" or platform.libc_ver()[0] != "glibc":
-        return
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
         mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
         mallopt(-1, 2 * MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
-        return
-    malloc_tuned = True
+        return False
+    return True
 
 
 def _receive_view() -> memoryview:
@@ -121,8 +114,9 @@ class Transport(asyncio.BaseProtocol):
 
     @read_size.setter
     def read_size(self, size: int) -> None:
-        self._read_size = size
-        self._sized()
+        if size != self._read_size:  # set on every chunk, changed rarely
+            self._read_size = size
+            self._sized()
 
     def _sized(self) -> None:
         """``read_size`` changed."""
@@ -246,8 +240,8 @@ class OwnedTransport(Transport, asyncio.Protocol):
     body chunk can be without a copy: a 64 MiB HTTP/1.1 download read into
     the shared buffer spent ~100 ms of CPU per GiB copying it out, against
     ~5 for the reads themselves. Used where the heap serves those blocks
-    (:data:`malloc_tuned`) and asyncio's selector transport reads them (its
-    ``max_size`` is the read size)."""
+    (:func:`tune_malloc` took) and asyncio's selector transport reads them
+    (its ``max_size`` is the read size)."""
 
     def _sized(self) -> None:
         transport = self.transport
@@ -261,9 +255,18 @@ class OwnedTransport(Transport, asyncio.Protocol):
 def transport_class(loop: asyncio.AbstractEventLoop) -> type[Transport]:
     """The way connections on ``loop`` read (:class:`OwnedTransport` where
     it can, else :class:`BufferedTransport`)."""
-    if malloc_tuned and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+    if tune_malloc() and isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
         return OwnedTransport
     return BufferedTransport
+
+
+def read_bytes(data: memoryview) -> bytes:
+    """A read as bytes: the object itself when the read is one whole bytes
+    object (:class:`OwnedTransport`'s), else a copy."""
+    whole = data.obj
+    if type(whole) is bytes and len(whole) == len(data):
+        return whole
+    return data.tobytes()
 
 
 def _guarded(sink: Sink, method: Callable[..., None], *args: object) -> None:
