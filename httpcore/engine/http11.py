@@ -407,6 +407,7 @@ class HTTP11Connection:
         if self._raw == 0:
             self._complete(ex, self._raw_close is None)
         else:
+            self.transport.expect(self._raw)
             self._flush(ex)
 
     def _size_reads(self, ex: Exchange) -> None:
@@ -494,6 +495,7 @@ class HTTP11Connection:
         self._uploading = False
         self.deadline = None
         self.transport.read_size = RECV_BUFFER
+        self.transport.expect(0)
         if self._starved:
             self._starved = False
             self.transport.resume_reading()

@@ -453,6 +453,27 @@ class HTTP2Connection:
                     self._pump(target)
         self._open_connection_window()
         self._flush()
+        self.transport.expect(self._sure_bytes())
+
+    def _sure_bytes(self) -> int:
+        """Body bytes sure to come: what is left of the bodies with a
+        content-length, within the windows the server has; none while a
+        body has no content-length (an event stream wants each piece at
+        once) or a request body is still going out (its window updates
+        must not wait). A head still to come counts nothing and waits at
+        most LOWAT_BACKSTOP: a server's answers queue behind the DATA it
+        has written, so on a busy connection some head nearly always
+        is."""
+        h = self._h2
+        total = 0
+        for stream in self.streams.values():
+            if stream.uploading or stream.out or stream.unacked_upload:
+                return 0
+            if stream.head is not None:
+                if stream.expected is None:
+                    return 0
+                total += min(stream.expected - stream.received, h.window_left(stream.id))
+        return min(total, h.window_left())
 
     def on_eof(self) -> None:
         if not self._settings_seen and self.origin.scheme == b"http":
@@ -696,6 +717,9 @@ class HTTP2Connection:
                     self._h2.reset_stream(stream.id, reset)
                 except h2.exceptions.ProtocolError:
                     pass
+                # What it was sure to receive will not come: the next read
+                # counts again.
+                self.transport.expect(0)
             self._open_connection_window()
             self._schedule_flush()
         if not self.streams:

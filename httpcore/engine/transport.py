@@ -14,7 +14,9 @@ import ctypes
 import functools
 import os
 import platform
+import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -37,6 +39,25 @@ RECV_BUFFER = 1024 * 1024
 :class:`BufferedTransport`, the ``max_size`` of :class:`OwnedTransport`):
 1 MiB rather than 256 KiB took a 64 MiB HTTP/1.1 download from 0.47 to
 0.38-0.40 s of CPU per GiB (fewer reads, wake-ups and chunks)."""
+
+LOWAT = 512 * 1024
+"""The low-water mark (SO_RCVLOWAT) a connection asks the kernel for while
+at least this much is sure to arrive (:meth:`Transport.expect`): the kernel
+then wakes the engine once per LOWAT bytes, not once per burst of segments.
+A wake-up costs the sender too: on loopback, nginx spent ~45% of its CPU
+waking the engine thread (perf: ``_raw_spin_unlock_irqrestore``, softirqs)
+for 20 HTTP/2 downloads, against ~3% for curl, which is busy when data
+comes. 20 x 1 MiB over h2c, medians of 6 interleaved runs: 1,959 -> 3,020
+MiB/s, nginx 515 -> 329 ms of CPU per GiB (128 KiB: +23%, 256 KiB: +39%)."""
+
+LOWAT_BACKSTOP = 0.002
+"""Seconds a raised low-water mark may go without a read before it drops to
+one byte: the most a server that stops short of what was sure (a stall, a
+reset stream) delays what it did send."""
+
+_LOWAT_WORKS = sys.platform.startswith("linux")
+"""Linux (>= 4.18) signals readiness at once when the mark is lowered, which
+the backstop needs; elsewhere the mark stays at one byte."""
 
 _local = threading.local()
 
@@ -105,6 +126,9 @@ class Transport(asyncio.BaseProtocol):
         self.write_paused = False
         self.read_paused = False
         self._read_size = RECV_BUFFER
+        self._lowat = 1
+        self._reads = 0
+        """Reads so far, for the low-water mark's backstop."""
 
     @property
     def read_size(self) -> int:
@@ -132,6 +156,7 @@ class Transport(asyncio.BaseProtocol):
     # free in CPython 3.11 until something raises.
 
     def _received(self, data: memoryview) -> None:
+        self._reads += 1
         sink = self.sink
         if sink is not None:
             try:
@@ -173,6 +198,38 @@ class Transport(asyncio.BaseProtocol):
             sink.on_eof()
         if self.lost:
             sink.on_lost(self.error)
+
+    def expect(self, nbytes: int) -> None:
+        """At least ``nbytes`` are sure to arrive and nothing else is waited
+        for: with LOWAT or more the kernel wakes the engine per LOWAT bytes;
+        with less, at every byte again (a connection says 0 when it ends an
+        exchange, so the next head is not held)."""
+        want = LOWAT if nbytes >= LOWAT else 1
+        if want != self._lowat:
+            self._set_lowat(want)
+
+    def _set_lowat(self, want: int) -> None:
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or self.lost or not _LOWAT_WORKS:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+        except (OSError, AttributeError):
+            return  # not TCP: every byte wakes, as before
+        self._lowat = want
+        if want > 1:
+            _backstop().watch(self)
+
+    def _stalled(self, reads: int) -> bool:
+        """The backstop's check: True (and the mark lowered, so the kernel
+        signals at once what it holds) when no read came since ``reads``."""
+        if self._lowat == 1 or self.lost:
+            return True
+        if self._reads != reads:
+            return False
+        self._set_lowat(1)
+        return True
 
     @property
     def closing(self) -> bool:
@@ -250,6 +307,43 @@ class OwnedTransport(Transport, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received(memoryview(data))
+
+
+class _Backstop:
+    """One timer per engine thread for every raised low-water mark: each
+    LOWAT_BACKSTOP it lowers the marks of connections that read nothing
+    since the last tick (a timer per connection would cost a callback per
+    millisecond each while busy)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._watched: dict[Transport, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, transport: Transport) -> None:
+        self._watched[transport] = transport._reads
+        if self._timer is None:
+            self._timer = self.loop.call_later(LOWAT_BACKSTOP, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        watched = self._watched
+        for transport, reads in list(watched.items()):
+            if transport._stalled(reads):
+                del watched[transport]
+            else:
+                watched[transport] = transport._reads
+        if watched:
+            self._timer = self.loop.call_later(LOWAT_BACKSTOP, self._tick)
+
+
+def _backstop() -> _Backstop:
+    """This loop's backstop (a thread may run one loop after another)."""
+    loop = asyncio.get_running_loop()
+    backstop: _Backstop | None = getattr(_local, "backstop", None)
+    if backstop is None or backstop.loop is not loop:
+        backstop = _local.backstop = _Backstop(loop)
+    return backstop
 
 
 def transport_class(loop: asyncio.AbstractEventLoop) -> type[Transport]:
