@@ -48,7 +48,13 @@ A wake-up costs the sender too: on loopback, nginx spent ~45% of its CPU
 waking the engine thread (perf: ``_raw_spin_unlock_irqrestore``, softirqs)
 for 20 HTTP/2 downloads, against ~3% for curl, which is busy when data
 comes. 20 x 1 MiB over h2c, medians of 6 interleaved runs: 1,959 -> 3,020
-MiB/s, nginx 515 -> 329 ms of CPU per GiB (128 KiB: +23%, 256 KiB: +39%)."""
+MiB/s, nginx 515 -> 329 ms of CPU per GiB (128 KiB: +23%, 256 KiB: +39%).
+1 MiB is too much: a 1 MiB body is then never sure of it (20 x 1 MiB over
+HTTP/1.1: 3,498 -> 2,149 MiB/s). One 100 MiB stream: no change (medians of
+6, 1,947 without the mark, 1,998 with it)."""
+
+LOWAT_MIN = 64 * 1024
+"""No mark below this: a receive buffer too small for it is left alone."""
 
 LOWAT_BACKSTOP = 0.002
 """Seconds a raised low-water mark may go without a read before it drops to
@@ -126,7 +132,10 @@ class Transport(asyncio.BaseProtocol):
         self.write_paused = False
         self.read_paused = False
         self._read_size = RECV_BUFFER
+        self._raised = False
+        """The connection asked for the mark (:meth:`expect`)..."""
         self._lowat = 1
+        """...and the mark set, smaller on a small receive buffer."""
         self._reads = 0
         """Reads so far, for the low-water mark's backstop."""
 
@@ -201,24 +210,33 @@ class Transport(asyncio.BaseProtocol):
 
     def expect(self, nbytes: int) -> None:
         """At least ``nbytes`` are sure to arrive and nothing else is waited
-        for: with LOWAT or more the kernel wakes the engine per LOWAT bytes;
-        with less, at every byte again (a connection says 0 when it ends an
-        exchange, so the next head is not held)."""
-        want = LOWAT if nbytes >= LOWAT else 1
-        if want != self._lowat:
-            self._set_lowat(want)
+        for: with LOWAT or more the kernel wakes the engine per LOWAT bytes
+        (less on a small receive buffer); with less, at every byte again (a
+        connection says 0 when it ends an exchange, so the next head is not
+        held)."""
+        raise_it = nbytes >= LOWAT
+        if raise_it != self._raised:
+            self._set_lowat(raise_it)
 
-    def _set_lowat(self, want: int) -> None:
+    def _set_lowat(self, raise_it: bool) -> None:
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or self.lost or not _LOWAT_WORKS:
             return
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            mark = 1
+            if raise_it:
+                # Linux clamps the receive window to a mark the buffer has
+                # no room for twice over: the server would then send one
+                # mark's worth and wait for the read.
+                room = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 4
+                mark = min(LOWAT, room) if room >= LOWAT_MIN else 1
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
         except (OSError, AttributeError):
             return  # not TCP: every byte wakes, as before
-        self._lowat = want
-        if want > 1:
+        self._raised = raise_it
+        self._lowat = mark
+        if mark > 1:
             _backstop().watch(self)
 
     def _stalled(self, reads: int) -> bool:
@@ -228,7 +246,7 @@ class Transport(asyncio.BaseProtocol):
             return True
         if self._reads != reads:
             return False
-        self._set_lowat(1)
+        self._set_lowat(False)
         return True
 
     @property
