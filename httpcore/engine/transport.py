@@ -219,6 +219,7 @@ class Transport(asyncio.BaseProtocol):
             self._set_lowat(raise_it)
 
     def _set_lowat(self, raise_it: bool) -> None:
+        self._raised = raise_it  # not retried on every read where it fails
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or self.lost or not _LOWAT_WORKS:
@@ -234,7 +235,6 @@ class Transport(asyncio.BaseProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
         except (OSError, AttributeError):
             return  # not TCP: every byte wakes, as before
-        self._raised = raise_it
         self._lowat = mark
         if mark > 1:
             _backstop().watch(self)
