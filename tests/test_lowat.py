@@ -7,12 +7,14 @@ ReadTimeout if the mark were left raised."""
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator
 
 import h2.events
 import pytest
+import trustme
 
 import httpcore
 from httpcore.engine.transport import LOWAT
@@ -89,6 +91,22 @@ def test_h1_tail_below_the_mark_arrives(raw: RawFactory) -> None:
     with httpcore.Client(timeout=TIMEOUT) as client:
         assert client.request("GET", server.url("/warm")).body == BODY
         with client.request("GET", server.url("/"), stream=True) as response:
+            assert steps.read(response.stream()) == BODY
+
+
+def test_h1_tls_tail_below_the_mark_arrives(
+    raw: RawFactory, server_cert: trustme.LeafCert, ssl_context: ssl.SSLContext
+) -> None:
+    """Over TLS the mark counts ciphertext, which is longer than the body
+    bytes the connection is sure of: the tail's one record still arrives."""
+    steps = Steps()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_ctx)
+    server = raw(h1_stall(steps), tls=server_ctx)
+    url = f"https://localhost:{server.port}"
+    with httpcore.Client(timeout=TIMEOUT, ssl=ssl_context) as client:
+        assert client.request("GET", url + "/warm").body == BODY
+        with client.request("GET", url + "/", stream=True) as response:
             assert steps.read(response.stream()) == BODY
 
 
