@@ -18,6 +18,7 @@ import trustme
 
 import httpcore
 from httpcore.engine.transport import LOWAT
+from tests.servers.app import pattern
 from tests.servers.h2faults import H2Peer
 from tests.servers.h2util import h2c_client
 from tests.servers.handles import RawFactory
@@ -62,11 +63,7 @@ class Steps:
         return bytes(body)
 
 
-def _pattern(n: int, start: int = 0) -> bytes:
-    return bytes((start + i) % 251 for i in range(n))
-
-
-BODY = _pattern(SIZE)
+BODY = pattern(SIZE)
 
 
 def h1_stall(steps: Steps) -> Callable[[RawConnection], None]:

@@ -44,7 +44,7 @@ from .interfaces import (
     Retry,
 )
 from .messages import BodyChunk, ResponseHead, UploadAck
-from .transport import Transport
+from .transport import LOWAT_MIN, Transport
 
 logger = logging.getLogger("httpcore")
 
@@ -453,7 +453,10 @@ class HTTP2Connection:
                     self._pump(target)
         self._open_connection_window()
         self._flush()
-        self.transport.expect(self._sure_bytes())
+        if len(data) >= LOWAT_MIN or self.transport.raised:
+            # A small read with the mark down is no bulk transfer: many
+            # small streams would otherwise cost a pass over all of them.
+            self.transport.expect(self._sure_bytes())
 
     def _sure_bytes(self) -> int:
         """Body bytes sure to come: what is left of the bodies with a

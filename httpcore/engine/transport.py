@@ -133,9 +133,7 @@ class Transport(asyncio.BaseProtocol):
         self.read_paused = False
         self._read_size = RECV_BUFFER
         self._raised = False
-        """The connection asked for the mark (:meth:`expect`)..."""
-        self._lowat = 1
-        """...and the mark set, smaller on a small receive buffer."""
+        """The connection asked for the mark (:meth:`expect`)."""
         self._reads = 0
         """Reads so far, for the low-water mark's backstop."""
 
@@ -208,6 +206,11 @@ class Transport(asyncio.BaseProtocol):
         if self.lost:
             sink.on_lost(self.error)
 
+    @property
+    def raised(self) -> bool:
+        """Whether the connection last said enough was sure to raise the mark."""
+        return self._raised
+
     def expect(self, nbytes: int) -> None:
         """At least ``nbytes`` are sure to arrive and nothing else is waited
         for: with LOWAT or more the kernel wakes the engine per LOWAT bytes
@@ -235,14 +238,13 @@ class Transport(asyncio.BaseProtocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
         except (OSError, AttributeError):
             return  # not TCP: every byte wakes, as before
-        self._lowat = mark
         if mark > 1:
             _backstop().watch(self)
 
     def _stalled(self, reads: int) -> bool:
         """The backstop's check: True (and the mark lowered, so the kernel
         signals at once what it holds) when no read came since ``reads``."""
-        if self._lowat == 1 or self.lost:
+        if not self._raised or self.lost:
             return True
         if self._reads != reads:
             return False
