@@ -573,6 +573,29 @@ def big_body_stall_probe(conn: RawConnection) -> None:
                 conn.server.signal("sent-all", int(conn.server.shared.get("sent", 0)))
 
 
+PARALLEL, PARALLEL_SIZE = 20, 1024 * 1024
+
+
+def window_room_probe(conn: RawConnection) -> None:
+    """Waits for PARALLEL requests, answers each with PARALLEL_SIZE bytes of
+    pattern as far as the windows the client opened so far allow, without
+    reading on, then signals ("unsent", bytes still waiting for a
+    WINDOW_UPDATE) and serves the rest as usual."""
+    from tests.servers.app import pattern
+
+    peer = H2Peer(conn)
+    with contextlib.suppress(ConnectionClosedByPeer):
+        peer.receive_until_ended(PARALLEL)
+        for req in peer.requests.values():
+            peer.respond(req.stream_id, pattern(PARALLEL_SIZE))
+        peer.flush()
+        conn.server.signal("unsent", sum(len(p) for out in peer._out.values() for p in out))
+        while peer.sending():
+            peer.receive()
+            peer.flush()
+        peer.drain_until_closed()
+
+
 MALFORMED: dict[bytes, list[tuple[bytes, bytes]]] = {
     b"/upper": [(b"X-Upper", b"v")],
     b"/connection": [(b"connection", b"close")],
