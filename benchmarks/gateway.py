@@ -1108,7 +1108,7 @@ def main() -> int:
             results[key] = data
             if opts.profile and key in ("small", "h2up"):
                 for spec in specs:
-                    if spec.name in ("ours", "ours-thread", "aiohttp", "ours-h2c"):
+                    if spec.name in ("ours", "ours-thread", "aiohttp", "ours-h2c", "ours-h2-tls"):
                         profiles += pyspy_profile(sc, spec, upstream, duration)
         if "small" in all_rows and ready["gateway"] is None:
             bridge = run_bridge()

@@ -394,6 +394,9 @@ class _State:
             self.timer.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
+            # Its traceback will hold this state: holding the task here too
+            # would make a cycle, left to the garbage collector to find.
+            self.watcher = None
 
 
 async def _read_body(receive: Receive, length: int) -> bytes:
