@@ -718,6 +718,23 @@ def test_h2_downstream(gw_h2: Gateway, h2_server: HTTPServer) -> None:
     assert (line.status, line.nbytes) == (200, 1_000_000)
 
 
+@pytest.mark.timeout(60)
+def test_h2_downstream_keeps_its_connection(gw_h2: Gateway) -> None:
+    """A downstream HTTP/2 connection outlives hypercorn's default of 1,000
+    requests: hypercorn then closed it with streams in flight, failed here
+    as "server disconnected" and counted as errors by h2load."""
+    with httpcore.Client(http1=False, http2=True, timeout=10) as c:
+        with ThreadPoolExecutor(10) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: c.request("GET", gw_h2.url("/bytes/10")).status_code, range(1100)
+                )
+            )
+        assert statuses == [200] * 1100
+        infos = c.connections()
+        assert [(i.http_version, i.requests_served) for i in infos] == [("HTTP/2", 1100)]
+
+
 # -- access log, status, workers ------------------------------------------------------------
 
 

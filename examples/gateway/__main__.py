@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     config.worker_class = "uvloop"
     config.accesslog = None
     config.loglevel = "WARNING"
+    # hypercorn closes a connection after 1,000 requests by default, failing
+    # the HTTP/2 streams a client still has in flight on it (h2load counted
+    # them as errors): a gateway's clients keep their connections.
+    config.keep_alive_max_requests = 2**62
     if args.certfile:
         config.certfile, config.keyfile = args.certfile, args.keyfile
         config.alpn_protocols = ["h2", "http/1.1"]
