@@ -10,6 +10,7 @@ cancels its upstream request at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -43,6 +44,13 @@ HOP_BY_HOP = frozenset(
     }
 )
 """RFC 9110 §7.6.1, plus every Proxy-* field."""
+
+GC_THRESHOLD = (10_000, 10, 10)
+"""The collector's thresholds in a gateway process (Python's are 700, 10,
+10). With the defaults a young collection ran every few requests and a full
+one, over every module's objects, every second or so: ~9% of the gateway's
+CPU at 10,000 requests/s, for requests whose objects are freed by their
+reference counts anyway."""
 
 WATCH_AFTER = 0.02
 """Seconds before a request starts watching for its client's disconnect."""
@@ -432,4 +440,9 @@ def create_app() -> Gateway:
 
     setup_logging()
     config = load(os.environ["GATEWAY_CONFIG"])
-    return Gateway(config, os.environ.get("GATEWAY_CLIENT", "httpcore"))
+    app = Gateway(config, os.environ.get("GATEWAY_CLIENT", "httpcore"))
+    # What exists now lives as long as the process: out of every collection.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+    return app
