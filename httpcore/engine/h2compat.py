@@ -424,14 +424,6 @@ class H2Connection(h2.connection.H2Connection):
         ``events_before_error``)."""
         raise NotImplementedError
 
-    def window_left(self, stream_id: int = 0) -> int:
-        """DATA bytes the server may send now: on the connection (0), or
-        on an open stream (0 for one h2 no longer has)."""
-        if not stream_id:
-            return int(self._inbound_flow_control_window_manager.current_window_size)
-        stream = self.streams.get(stream_id)
-        return 0 if stream is None else int(stream._inbound_window_manager.current_window_size)
-
     def receive_prefix(self, data: memoryview) -> list[h2.events.Event]:
         """``receive_data`` for a view of the start of a bytearray
         (``data.obj``), as the engine's transport hands over every read: the

@@ -475,8 +475,11 @@ class HTTP2Connection:
             if stream.head is not None:
                 if stream.expected is None:
                     return 0
-                total += min(stream.expected - stream.received, h.window_left(stream.id))
-        return min(total, h.window_left())
+                h2_stream = h.streams.get(stream.id)
+                if h2_stream is not None:
+                    left = stream.expected - stream.received
+                    total += min(left, h2_stream.inbound_flow_control_window)
+        return min(total, h.inbound_flow_control_window)
 
     def on_eof(self) -> None:
         if not self._settings_seen and self.origin.scheme == b"http":

@@ -182,6 +182,10 @@ class H2Peer:
     def sending(self) -> bool:
         return bool(self._out)
 
+    def unsent(self) -> int:
+        """Body bytes queued that the client's windows did not let out yet."""
+        return sum(len(piece) for pieces in self._out.values() for piece in pieces)
+
     def _pump(self) -> None:
         for sid in list(self._out):
             pieces = self._out[sid]
@@ -589,7 +593,7 @@ def window_room_probe(conn: RawConnection) -> None:
         for req in peer.requests.values():
             peer.respond(req.stream_id, pattern(PARALLEL_SIZE))
         peer.flush()
-        conn.server.signal("unsent", sum(len(p) for out in peer._out.values() for p in out))
+        conn.server.signal("unsent", peer.unsent())
         while peer.sending():
             peer.receive()
             peer.flush()
