@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from ._exceptions import LocalProtocolError, ProxyError, UnsupportedProtocol, type_error
@@ -25,9 +25,15 @@ HeaderTypes: TypeAlias = (
 )
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A method or field name, with ``fullmatch`` (``$`` would let a final LF by)."""
+_TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: [!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
+"""Field names joined by spaces: every one a token."""
 _BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
 """Bytes h11 refuses in a field value; checked here so the engine need not."""
+_BAD_JOINED_VALUES = re.compile(rb"[\x00\r\x0b\x0c]|(?:^|\n)[ \t]|[ \t](?:\n|\Z)")
+"""Field values joined by LF: a refused byte other than LF, or a value
+that starts or ends with whitespace (to strip)."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_URL_TEXT = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 """Refused anywhere in a URL, the fragment included: never on the wire."""
@@ -224,6 +230,10 @@ def _parse_url(url: str | bytes) -> URL:
 
 def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
     """Bytes pairs, refusing anything that could split or smuggle a header."""
+    if type(headers) is list:
+        plain = _plain_headers(headers)
+        if plain is not None:
+            return plain
     if headers is None:
         return []
     items: Iterable[tuple[str | bytes, str | bytes]]
@@ -253,7 +263,7 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
             ) from None
         name_b = _to_bytes(name, "header name")
         value_b = _to_bytes(value, "header value", "latin-1")
-        if not _TOKEN.match(name_b):
+        if not _TOKEN.fullmatch(name_b):
             raise LocalProtocolError(f"illegal header name {name_b!r}")
         if _BAD_VALUE.search(value_b):
             raise LocalProtocolError(
@@ -261,6 +271,35 @@ def normalize_headers(headers: HeaderTypes) -> list[tuple[bytes, bytes]]:
             )
         out.append((name_b, value_b.strip(b" \t")))
     return out
+
+
+def _plain_headers(headers: list[Any]) -> list[tuple[bytes, bytes]] | None:
+    """The common case checked in a few C calls instead of several per field:
+    a list of (bytes, bytes) tuples, every name a token, no value with a
+    refused byte or whitespace to strip. None sends the list the long way,
+    which converts, strips, or names the bad field."""
+    names: list[bytes] = []
+    values: list[bytes] = []
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2:
+            return None
+        name, value = pair
+        if type(name) is not bytes or type(value) is not bytes:
+            return None
+        names.append(name)
+        values.append(value)
+    if not names:
+        return []
+    joined_names = b" ".join(names)
+    joined = b"\n".join(values)
+    if (
+        not _TOKENS.fullmatch(joined_names)
+        or joined_names.count(b" ") != len(names) - 1
+        or joined.count(b"\n") != len(values) - 1
+        or _BAD_JOINED_VALUES.search(joined)
+    ):
+        return None
+    return list(headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,21 +403,22 @@ def build_request(
     method_b = _METHODS.get(method) if isinstance(method, (str, bytes)) else None
     if method_b is None:
         method_b = _to_bytes(method, "method")
-        if not _TOKEN.match(method_b):
+        if not _TOKEN.fullmatch(method_b):
             raise LocalProtocolError(f"illegal method {method_b!r}")
     parsed = parse_url(url)
     if headers:
         hdrs = normalize_headers(headers)
-        names = {name.lower() for name, _ in hdrs}
+        # b" name name ... ": one substring search per question below
+        names = b" %b " % b" ".join([name for name, _ in hdrs]).lower()
     else:
-        hdrs, names = [], set()
+        hdrs, names = [], b""
     source: Iterable[bytes] | AsyncIterable[bytes] | None = None
     data: bytes | None
     if body is None:
         data = b""
     elif isinstance(body, (bytes, bytearray, memoryview)):
         data = bytes(body)
-        if b"content-length" not in names and b"transfer-encoding" not in names:
+        if b" content-length " not in names and b" transfer-encoding " not in names:
             hdrs.append((b"Content-Length", str(len(data)).encode("ascii")))
     elif isinstance(body, (str, Mapping)):
         raise type_error(
@@ -395,8 +435,12 @@ def build_request(
             LocalProtocolError,
             f"body must be bytes, {what}an iterable of bytes or None, not {type(body).__name__}",
         )
-    if source is not None and b"content-length" not in names and b"transfer-encoding" not in names:
+    if (
+        source is not None
+        and b" content-length " not in names
+        and b" transfer-encoding " not in names
+    ):
         hdrs.append((b"Transfer-Encoding", b"chunked"))
-    if b"host" not in names:
+    if b" host " not in names:
         hdrs.insert(0, (b"Host", parsed.authority))
     return Request(method_b, parsed, hdrs, data, source is not None), source

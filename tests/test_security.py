@@ -31,6 +31,14 @@ def test_verification_on_by_default(raw: RawFactory, server_tls_context: ssl.SSL
         [("X-A\r\nX-Injected", "1")],
         [("X-A", "v\x00")],
         [(b"X-A", b"v\r\n\r\nGET /smuggled HTTP/1.1")],
+        # A final LF: a regex ending in `$` matches just before it.
+        [("X-A\n", "1")],
+        [(b"X-A\n", b"1")],
+        [(b"X-B", b"1"), (b"X-A", b"1\n")],
+        # Names are checked together on the bytes path: a space must not pass
+        # as the gap between two of them.
+        [(b"X-A X-Injected", b"1")],
+        [(b"X-B", b"1"), (b"", b"1")],
     ],
 )
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/2"])
@@ -43,6 +51,17 @@ def test_no_header_injection(raw: RawFactory, headers: list, version: str) -> No
         with pytest.raises(httpcore.LocalProtocolError):
             client.request("GET", server.url("/"), headers=headers)
         assert server.accepted == 0  # refused before a connection was even opened
+
+
+@pytest.mark.parametrize("method", ["GET\n", b"GET\n", "GET /x HTTP/1.1\r\nX-A:"])
+def test_no_method_injection(raw: RawFactory, method: str | bytes) -> None:
+    from tests.servers.raw import keepalive_ok
+
+    server = raw(keepalive_ok)
+    with httpcore.Client(timeout=5) as client:
+        with pytest.raises(httpcore.LocalProtocolError, match="illegal method"):
+            client.request(method, server.url("/"))
+        assert server.accepted == 0
 
 
 def _h1_head(lines: bytes):
