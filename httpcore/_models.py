@@ -376,9 +376,10 @@ def parse_proxy(
     return ProxySpec(origin, tuple(hdrs), ssl_context)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
-    """A validated request; ``body`` is bytes, or None when it streams."""
+    """A validated request; ``body`` is bytes, or None when it streams.
+    Never changed once built (not declared frozen: see ``engine.messages``)."""
 
     method: bytes
     url: URL

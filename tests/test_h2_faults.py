@@ -249,6 +249,37 @@ def test_connection_level_garbage_fails_all_open_streams(raw: RawFactory) -> Non
     assert server.accepted == 1
 
 
+def test_malformed_response_head_is_refused_every_time(raw: RawFactory) -> None:
+    """Heads that pass the checks are remembered per connection; one that
+    fails must fail again when it comes back, on the same connection."""
+    server = raw(h2faults.malformed_headers)
+    with h2c_client() as client:
+        for _ in range(3):
+            with pytest.raises(httpcore.RemoteProtocolError, match="malformed response head"):
+                client.request("GET", server.url("/upper"))
+            assert client.request("GET", server.url("/ok")).body == b"fine:/ok"
+        assert server.accepted == 1
+
+
+def test_a_repeated_head_still_frames_each_body(raw: RawFactory) -> None:
+    """The same head again (remembered once checked) still sets each
+    response's content-length: a short body under it is an error, a HEAD
+    answer under it has none; and each response gets its own header list."""
+    server = raw(h2faults.same_head)
+    with h2c_client() as client:
+        first = client.request("GET", server.url("/a"))
+        assert first.body == b"hello"
+        assert first.headers == h2faults.SAME_HEAD
+        first.headers.append((b"x-mine", b"1"))
+        with pytest.raises(httpcore.RemoteProtocolError, match=r"5 bytes|content-length 5"):
+            client.request("GET", server.url("/short"))
+        head = client.request("HEAD", server.url("/a"))
+        assert (head.status_code, head.body) == (200, b"")
+        again = client.request("GET", server.url("/b"))
+        assert (again.body, again.headers) == (b"hello", h2faults.SAME_HEAD)
+        assert server.accepted == 1
+
+
 @pytest.mark.parametrize("path", sorted(p.decode() for p in h2faults.MALFORMED))
 def test_malformed_response_headers_are_refused(raw: RawFactory, path: str) -> None:
     """RFC 9113 §8.2: a malformed header block is an error for its request,

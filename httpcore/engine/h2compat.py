@@ -50,7 +50,7 @@ import binascii
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import h2.config
@@ -236,18 +236,19 @@ class CachingDecoder(hpack.Decoder):
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size=max_header_list_size)
-        self._cache: dict[bytes, tuple[tuple[int, int, int], list[Any]]] = {}
+        self._cache: dict[bytes, tuple[tuple[int, int, int], list[Any], bool]] = {}
 
-    def cached(self, data: memoryview) -> list[tuple[bytes, bytes]] | None:
+    def cached(self, data: memoryview) -> tuple[list[tuple[bytes, bytes]], bool] | None:
         """The fields of block ``data`` if it is remembered and decoding it
-        again would give them and change nothing."""
+        again would give them and change nothing, and whether they are a
+        plain response head (:func:`_plain_response`, worked out once)."""
         table = self.header_table
         if table.dynamic_entries:
             return None
         hit = self._cache.get(bytes(data))
         state = (table.maxsize, self.max_allowed_table_size, self.max_header_list_size)
         if hit is not None and hit[0] == state:
-            return list(hit[1])
+            return list(hit[1]), hit[2]
         return None
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
@@ -263,7 +264,7 @@ class CachingDecoder(hpack.Decoder):
         if not table.dynamic_entries and table.maxsize == state[0]:
             if len(self._cache) >= HPACK_CACHE:
                 self._cache.clear()
-            self._cache[key] = (state, fields)
+            self._cache[key] = (state, fields, _plain_response(fields))
         return list(fields)
 
 
@@ -403,9 +404,10 @@ class H2Connection(h2.connection.H2Connection):
         machine = stream.state_machine
         if machine.state not in _RECEIVING or machine.headers_received:
             return False
-        fields = decoder.cached(block)
-        if fields is None or not _plain_response(fields):
+        hit = decoder.cached(block)
+        if hit is None or not hit[1]:
             return False
+        fields = hit[0]
         self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         _, events = stream.receive_headers(fields, end_stream, self.config.header_encoding)
         batch.events.extend(events)
@@ -753,7 +755,7 @@ def _header_refused(header: bytes) -> bool:
     return False
 
 
-def _plain_response(fields: list[tuple[bytes, bytes]]) -> bool:
+def _plain_response(fields: Sequence[tuple[bytes, bytes]]) -> bool:
     """A final status first and content-length, if any, digits that agree:
     a head h2's stream takes without raising."""
     if not fields or fields[0][0] != b":status":

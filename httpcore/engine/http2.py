@@ -60,6 +60,9 @@ _HOP_BY_HOP = frozenset(
 )
 _SECRET = frozenset({b"authorization", b"proxy-authorization"})
 _NO_BODY_STATUS = (204, 304)
+_HEADS_REMEMBERED = 64
+_KnownHead = tuple[int, tuple[tuple[bytes, bytes], ...], int | None]
+"""A checked response head: status, regular fields, content-length."""
 
 
 _FIELD_NAME = re.compile(rb"[^\x00-\x20A-Z\x7f-\xff:]+")
@@ -255,6 +258,11 @@ class HTTP2Connection:
         """Streams with data received this loop pass, not yet delivered."""
         self._deliver_scheduled = False
         self._timer = DeadlineTimer(self._loop, self._expire)
+        self._heads: dict[tuple[tuple[bytes, bytes], ...], _KnownHead] = {}
+        """Response heads that passed :meth:`_check_head` here, by their
+        fields as decoded: a server repeats a few heads (nginx's change once a
+        second, with its Date), and the checks were ~8% of the engine's time
+        on small HTTP/2 responses."""
         transport.attach(self)
         self._flush()
 
@@ -274,8 +282,10 @@ class HTTP2Connection:
         if self.closed or self.goaway:
             return 0
         free = self._stream_limit - len(self.streams)
-        ids_left = (_MAX_STREAM_ID - self._h2.highest_outbound_stream_id) // 2
-        return max(0, min(free, ids_left))
+        if free <= 0:
+            return 0
+        ids_left = (_MAX_STREAM_ID - self._h2.highest_outbound_stream_id) >> 1
+        return free if free < ids_left else ids_left
 
     def has_expired(self, now: float, expiry: float | None) -> bool:
         if self.closed or self.goaway:
@@ -596,6 +606,29 @@ class HTTP2Connection:
                 stream.got_bytes = True
 
     def _on_head(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        key = tuple(headers)
+        known = self._heads.get(key)
+        if known is None:
+            known = self._check_head(stream, headers)
+            if known is None:
+                return
+            if len(self._heads) >= _HEADS_REMEMBERED:
+                self._heads.clear()
+            self._heads[key] = known
+        status, fields, length = known
+        stream.head = (status, b"", list(fields), "HTTP/2")
+        if (
+            length is not None
+            and stream.ex.request.method != b"HEAD"
+            and status not in _NO_BODY_STATUS
+        ):
+            stream.expected = length
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("head received request_id=%d status=%d", stream.ex.id, status)
+
+    def _check_head(self, stream: _Stream, headers: list[tuple[bytes, bytes]]) -> _KnownHead | None:
+        """A head's size and fields checked (None: the stream is ended with
+        the reason): its status, regular fields and content-length."""
         size = sum(len(name) + len(value) + 32 for name, value in headers)
         if len(headers) > MAX_HEADER_FIELDS or size > MAX_HEAD_SIZE:
             error = RemoteProtocolError(
@@ -603,19 +636,17 @@ class HTTP2Connection:
                 f" (limits {MAX_HEADER_FIELDS} fields, {MAX_HEAD_SIZE} bytes)"
             )
             self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
-            return
+            return None
         problem, status, out = check_fields(headers, trailers=False)
         if problem is not None:
             error = RemoteProtocolError(f"malformed response head: {problem}")
             self._end(stream, error, reset=ErrorCodes.PROTOCOL_ERROR)
-            return
-        stream.head = (status, b"", out, "HTTP/2")
-        if stream.ex.request.method != b"HEAD" and status not in _NO_BODY_STATUS:
-            for name, value in out:
-                if name == b"content-length" and value.isdigit():
-                    stream.expected = int(value)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("head received request_id=%d status=%d", stream.ex.id, status)
+            return None
+        length = None
+        for name, value in out:
+            if name == b"content-length" and value.isdigit():
+                length = int(value)
+        return status, tuple(out), length
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """Streams the server never processed are retried elsewhere; the

@@ -1,9 +1,13 @@
-# Data only, used on both sides: frozen values are safe to hand between the
-# callers' threads and the engine thread. Owns no state.
+# Data only, used on both sides: values never changed once built are safe to
+# hand between the callers' threads and the engine thread. Owns no state.
 """Every value that crosses between a caller and the engine thread.
 
 Commands (caller -> engine) are named as verbs, events (engine -> caller) as
-facts. All are frozen and slotted; errors travel as values.
+facts. All are slotted and never changed once built; errors travel as values.
+The ones made for every request (``StartRequest``, ``ResponseHead``,
+``BodyChunk`` and the rest of a request's traffic) are not declared frozen:
+a frozen dataclass sets each field through ``object.__setattr__``, 1.8 µs
+for a ResponseHead against 0.4 µs, paid several times per request.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ class ConnectionInfo:
 # ---- events: engine -> caller -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseHead:
     """The response head, with the body bytes already received.
 
@@ -89,7 +93,7 @@ class ResponseHead:
     """With ``complete``: HTTP/1.1 chunked trailers or HTTP/2 trailing HEADERS."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BodyChunk:
     """More of the body; ``end`` marks the last one (its data may be empty)."""
 
@@ -99,14 +103,14 @@ class BodyChunk:
     """With ``end``: the trailer fields, if the response had any."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UploadAck:
     """The engine wrote this many upload bytes; the caller may send more."""
 
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """The request ended with ``error``; nothing follows."""
 
@@ -122,7 +126,7 @@ Reply = Callable[[Event], None]
 # ---- commands: caller -> engine -----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartRequest:
     request_id: int
     pool: PoolConfig
@@ -135,14 +139,14 @@ class StartRequest:
     batched per engine pass; None: ``reply`` runs on the engine thread."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelRequest:
     """The caller left: stop the exchange and free its slot."""
 
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GrantCredit:
     """The caller consumed ``nbytes`` of streamed body; send that much more."""
 
@@ -150,7 +154,7 @@ class GrantCredit:
     nbytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendBody:
     """A piece of a streaming upload, read on the caller's side."""
 

@@ -635,3 +635,23 @@ def malformed_headers(conn: RawConnection) -> None:
             peer.h2.send_headers(req.stream_id, [(b":status", b"200"), *bad], end_stream=True)
 
     answer_until_closed(peer, on_request)
+
+
+SAME_HEAD = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+"""The one head :func:`same_head` gives every answer."""
+
+
+def same_head(conn: RawConnection) -> None:
+    """Every answer has the head SAME_HEAD, whatever its body: b"hello" for
+    any path but /short, which gets b"hel" (a body shorter than the head
+    says); a HEAD request gets the head alone."""
+    peer = H2Peer(conn)
+
+    def on_request(peer: H2Peer, req: H2Request) -> None:
+        if req.header(b":method") == b"HEAD":
+            peer.h2.send_headers(req.stream_id, [(b":status", b"200"), *SAME_HEAD], True)
+            return
+        body = b"hel" if req.path == b"/short" else b"hello"
+        peer.respond(req.stream_id, body, headers=SAME_HEAD)
+
+    answer_until_closed(peer, on_request)
