@@ -31,9 +31,11 @@ _TOKENS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: [!#$%&'*+\-.^_`|~0-9A-Za
 """Field names joined by spaces: every one a token."""
 _BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
 """Bytes h11 refuses in a field value; checked here so the engine need not."""
-_BAD_JOINED_VALUES = re.compile(rb"[\x00\r\x0b\x0c]|(?:^|\n)[ \t]|[ \t](?:\n|\Z)")
-"""Field values joined by LF: a refused byte other than LF, or a value
-that starts or ends with whitespace (to strip)."""
+_BAD_JOINED_VALUES = re.compile(rb"[\x00\r\x0b\x0c]|\n[ \t]|[ \t]\n")
+"""Field values joined by LF, with LF at both ends: a refused byte other
+than LF, or a value that starts or ends with whitespace (to strip)."""
+_MAYBE_BAD_VALUES = re.compile(rb"[\x00\r\x0b\x0c \t]")
+"""A first sieve for the above, 3 times faster: most values hold no blank."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_URL_TEXT = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 """Refused anywhere in a URL, the fragment included: never on the wire."""
@@ -291,12 +293,12 @@ def _plain_headers(headers: list[Any]) -> list[tuple[bytes, bytes]] | None:
     if not names:
         return []
     joined_names = b" ".join(names)
-    joined = b"\n".join(values)
+    joined = b"\n%b\n" % b"\n".join(values)
     if (
         not _TOKENS.fullmatch(joined_names)
         or joined_names.count(b" ") != len(names) - 1
-        or joined.count(b"\n") != len(values) - 1
-        or _BAD_JOINED_VALUES.search(joined)
+        or joined.count(b"\n") != len(values) + 1
+        or (_MAYBE_BAD_VALUES.search(joined) and _BAD_JOINED_VALUES.search(joined))
     ):
         return None
     return list(headers)

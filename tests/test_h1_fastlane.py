@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import httpcore
-from httpcore.engine.h1wire import parse_head, wire_request
+from httpcore.engine.h1wire import HeadMemo, parse_head, wire_request
 from tests.servers.handles import RawFactory
 from tests.servers.raw import RawConnection
 
@@ -95,6 +95,13 @@ def h11_reading(method: bytes, close: bool, data: bytes) -> tuple[object, ...] |
 
 def fast_reading(method: bytes, close: bool, data: bytes) -> tuple[object, ...] | None:
     parsed = parse_head(data, method, close)
+    # The same head parsed again through a connection's memo (twice: the
+    # second comes from it), after a different request's reading of it.
+    memo: HeadMemo = {}
+    other = b"HEAD" if method != b"HEAD" else b"GET"
+    parse_head(data, other, not close, memo)
+    for _ in range(2):
+        assert parse_head(data, method, close, memo) == parsed
     if parsed is None:
         return None
     (status, reason, headers, length, keep), start = parsed

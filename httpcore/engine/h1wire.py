@@ -76,12 +76,47 @@ def wire_request(
     return b"".join(head), close
 
 
-def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHead, int] | None:
+HeadMemo = dict[bytes, "_Fields"]
+"""Heads already parsed on one connection, by their bytes: a server repeats a
+few heads (nginx's change once a second, with its Date), and parsing one was
+~11% of the engine's time per small HTTP/1.1 request."""
+_Fields = tuple[int, bytes, tuple[tuple[bytes, bytes], ...], int, bool]
+"""status, reason, headers, content-length (-1: none), Connection: close."""
+_HEADS_REMEMBERED = 32
+
+
+def parse_head(
+    data: bytes, method: bytes, request_close: bool, memo: HeadMemo | None = None
+) -> tuple[FastHead, int] | None:
     """A complete HTTP/1.1 final response head framed by one Content-Length,
-    parsed exactly as h11 would, and where its body starts; None otherwise."""
+    parsed exactly as h11 would, and where its body starts; None otherwise.
+    ``memo`` remembers heads parsed before (the caller's, one per connection)."""
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > MAX_HEAD_SIZE:
         return None
+    if memo is None:
+        fields = _parse_fields(data, end)
+    else:
+        key = data[:end]
+        fields = memo.get(key)
+        if fields is None:
+            fields = _parse_fields(data, end)
+            if fields is not None:
+                if len(memo) >= _HEADS_REMEMBERED:
+                    memo.clear()
+                memo[key] = fields
+    if fields is None:
+        return None
+    status, reason, headers, length, closes = fields
+    if method == b"HEAD" or status in _NO_BODY_STATUS:
+        length = 0
+    elif length < 0:
+        return None
+    return (status, reason, list(headers), length, not (request_close or closes)), end + 4
+
+
+def _parse_fields(data: bytes, end: int) -> _Fields | None:
+    """The head ending at ``end`` (its blank line), if the lane takes it."""
     status_line = _STATUS_LINE.match(data)
     if status_line is None:
         return None
@@ -95,7 +130,7 @@ def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHea
     if len(headers) > MAX_HEADER_FIELDS:
         return None
     length = -1
-    keep = not request_close
+    closes = False
     for name, value in headers:
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
@@ -104,13 +139,9 @@ def parse_head(data: bytes, method: bytes, request_close: bool) -> tuple[FastHea
             length = int(value)
         elif size == 17 and name.lower() == b"transfer-encoding":
             return None
-        elif size == 10 and keep and name.lower() == b"connection" and has_close(value):
-            keep = False
-    if method == b"HEAD" or status in _NO_BODY_STATUS:
-        length = 0
-    elif length < 0:
-        return None
-    return (status, status_line[2] or b"", headers, length, keep), end + 4
+        elif size == 10 and not closes and name.lower() == b"connection" and has_close(value):
+            closes = True
+    return status, status_line[2] or b"", tuple(headers), length, closes
 
 
 def asks_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:

@@ -236,19 +236,20 @@ class CachingDecoder(hpack.Decoder):
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size=max_header_list_size)
-        self._cache: dict[bytes, tuple[tuple[int, int, int], list[Any], bool]] = {}
+        self._cache: dict[bytes, tuple[tuple[int, int, int], list[Any], bool, int | None]] = {}
 
-    def cached(self, data: memoryview) -> tuple[list[tuple[bytes, bytes]], bool] | None:
+    def cached(self, data: memoryview) -> tuple[list[tuple[bytes, bytes]], bool, int | None] | None:
         """The fields of block ``data`` if it is remembered and decoding it
-        again would give them and change nothing, and whether they are a
-        plain response head (:func:`_plain_response`, worked out once)."""
+        again would give them and change nothing; whether they are a plain
+        response head (:func:`_plain_response`) and its content-length,
+        both worked out once."""
         table = self.header_table
         if table.dynamic_entries:
             return None
         hit = self._cache.get(bytes(data))
         state = (table.maxsize, self.max_allowed_table_size, self.max_header_list_size)
         if hit is not None and hit[0] == state:
-            return list(hit[1]), hit[2]
+            return list(hit[1]), hit[2], hit[3]
         return None
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
@@ -264,7 +265,9 @@ class CachingDecoder(hpack.Decoder):
         if not table.dynamic_entries and table.maxsize == state[0]:
             if len(self._cache) >= HPACK_CACHE:
                 self._cache.clear()
-            self._cache[key] = (state, fields, _plain_response(fields))
+            plain = _plain_response(fields)
+            length = _content_length(fields) if plain else None
+            self._cache[key] = (state, fields, plain, length)
         return list(fields)
 
 
@@ -407,9 +410,17 @@ class H2Connection(h2.connection.H2Connection):
         hit = decoder.cached(block)
         if hit is None or not hit[1]:
             return False
-        fields = hit[0]
+        fields, _, length = hit
         self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
-        _, events = stream.receive_headers(fields, end_stream, self.config.header_encoding)
+        config = self.config
+        if (
+            config.validate_inbound_headers
+            or config.normalize_inbound_headers
+            or isinstance(config.header_encoding, str)
+        ):
+            _, events = stream.receive_headers(fields, end_stream, config.header_encoding)
+        else:
+            events = _receive_plain_head(stream, fields, end_stream, length)
         batch.events.extend(events)
         return True
 
@@ -772,6 +783,34 @@ def _plain_response(fields: Sequence[tuple[bytes, bytes]]) -> bool:
     return True
 
 
+def _content_length(fields: Sequence[tuple[bytes, bytes]]) -> int | None:
+    """The content-length of a plain head (its values agree)."""
+    for name, value in fields:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def _receive_plain_head(
+    stream: Any, fields: list[tuple[bytes, bytes]], end_stream: bool, length: int | None
+) -> list[h2.events.Event]:
+    """``H2Stream.receive_headers`` for a plain final response head (see
+    :func:`_plain_response`) on a connection that neither validates nor
+    normalizes inbound fields: the same state changes and events, without
+    the steps that find nothing to do then (the informational check, the
+    validation flags, the content-length scan). Those were 8% of the
+    engine's time on small HTTP/2 responses."""
+    machine = stream.state_machine
+    events: list[Any] = machine.process_input(StreamInputs.RECV_HEADERS)
+    if end_stream:
+        ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+        events[0].stream_ended = ended[0]
+        events += ended
+    stream._expected_content_length = 0 if stream.request_method == b"HEAD" else length
+    events[0].headers = fields
+    return events
+
+
 class _Batch:
     """What one read gave, in order: events, the current run of one stream's
     DATA payloads (views, valid during the read only) and whole frames not
@@ -853,8 +892,17 @@ _PATCHED_METHODS: dict[str, tuple[str, Callable[..., Any]]] = {
 # -- checks: a client and a stock server in memory ----------------------------------
 
 
-def _pair() -> tuple[H2Connection, h2.connection.H2Connection]:
-    client = H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+def _pair(engine_like: bool = False) -> tuple[H2Connection, h2.connection.H2Connection]:
+    """A client and a server, connected. ``engine_like``: the client checks
+    inbound fields as the engine's does (not at all: ``check_fields`` does)."""
+    checks = not engine_like
+    config = h2.config.H2Configuration(
+        client_side=True,
+        header_encoding=None,
+        validate_inbound_headers=checks,
+        normalize_inbound_headers=checks,
+    )
+    client = H2Connection(config)
     server = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=False, header_encoding=None)
     )
@@ -983,6 +1031,7 @@ def state(conn: h2.connection.H2Connection) -> list[Any]:
                 stream.state_machine.stream_closed_by,
                 stream._inbound_window_manager.current_window_size,
                 stream._actual_content_length,
+                stream._expected_content_length,
             )
         )
     return out
@@ -1017,8 +1066,8 @@ def _check_fast_data() -> bool:
 
 
 def _check_fast_headers() -> bool:
-    fast, server = _pair()
-    oracle, other = _pair()
+    fast, server = _pair(engine_like=True)
+    oracle, other = _pair(engine_like=True)
     oracle._fast_headers = False
     head = [(b":method", b"GET"), (b":authority", b"a"), (b":scheme", b"http"), (b":path", b"/")]
     secret = [*head, hpack.NeverIndexedHeaderTuple(b"authorization", b"k")]

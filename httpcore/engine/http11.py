@@ -27,7 +27,7 @@ from .._exceptions import (
 from .._models import Origin, Request
 from .deadline import DeadlineTimer, expiry_error
 from .exchange import Exchange, Head, body_event
-from .h1wire import asks_close, parse_head, wire_request
+from .h1wire import HeadMemo, asks_close, parse_head, wire_request
 from .interfaces import MAX_HEAD_SIZE, MAX_HEADER_FIELDS, PoolHooks, Retry
 from .messages import BodyChunk, ResponseHead, UploadAck
 from .transport import RECV_BUFFER, Transport, read_bytes
@@ -106,6 +106,7 @@ class HTTP11Connection:
         """Set while the exchange runs in the fast lane, unseen by h11."""
         self._fast_close = False
         """The fast-lane request asked to close the connection after it."""
+        self._heads: HeadMemo = {}
         self._loop = asyncio.get_running_loop()
         self.closed = False
         self.requests_served = 0
@@ -342,7 +343,7 @@ class HTTP11Connection:
         give the exchange to h11 if it is anything but the common case."""
         self._fast = None
         req = ex.request
-        parsed = parse_head(data, req.method, self._fast_close)
+        parsed = parse_head(data, req.method, self._fast_close, self._heads)
         if parsed is None:
             self._to_h11(ex, data)
             return
