@@ -258,7 +258,7 @@ class Gateway:
             small = True
         state.started = True
         if small:
-            data = b"".join([chunk async for chunk in reply.chunks()])
+            data = await reply.read()
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             state.finished = True
             await send({"type": "http.response.body", "body": data})

@@ -47,6 +47,7 @@ class Reply(Protocol):
     http_version: str
 
     def chunks(self) -> AsyncIterator[bytes]: ...
+    async def read(self) -> bytes: ...
     async def aclose(self) -> None: ...
 
 
@@ -98,6 +99,17 @@ class _HttpcoreReply:
             raise UpstreamError("timeout", str(exc)) from exc
         except httpcore.HTTPCoreError as exc:
             raise UpstreamError("protocol", str(exc)) from exc
+
+    async def read(self) -> bytes:
+        import httpcore
+
+        try:
+            data: bytes = await self._response.aread()
+        except httpcore.TimeoutException as exc:
+            raise UpstreamError("timeout", str(exc)) from exc
+        except httpcore.HTTPCoreError as exc:
+            raise UpstreamError("protocol", str(exc)) from exc
+        return data
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -205,6 +217,17 @@ class _AiohttpReply:
         except self._error as exc:
             raise UpstreamError("protocol", str(exc)) from exc
 
+    async def read(self) -> bytes:
+        import asyncio
+
+        try:
+            data: bytes = await self._response.read()
+        except asyncio.TimeoutError as exc:
+            raise UpstreamError("timeout", "upstream read timed out") from exc
+        except self._error as exc:
+            raise UpstreamError("protocol", str(exc)) from exc
+        return data
+
     async def aclose(self) -> None:
         self._response.release()
 
@@ -295,6 +318,10 @@ class _HttpxReply:
             raise UpstreamError("timeout", str(exc)) from exc
         except httpx.HTTPError as exc:
             raise UpstreamError("protocol", str(exc)) from exc
+
+    async def read(self) -> bytes:
+        # aiter_raw, not aread: the bytes as sent (aread would decode them)
+        return b"".join([chunk async for chunk in self.chunks()])
 
     async def aclose(self) -> None:
         await self._response.aclose()

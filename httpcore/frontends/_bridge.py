@@ -434,6 +434,15 @@ class ResponseBase:
             except EngineClosed:
                 pass
 
+    def _came_whole(self) -> bool:
+        """The whole body came with the head and nobody has streamed it: keep
+        it as ``body`` (a small response read without an iterator)."""
+        if self._ended and not self._streamed:
+            self._streamed = self._drained = True
+            self._body = self._first_chunk()
+            return True
+        return False
+
     def _first_chunk(self) -> bytes:
         """The body bytes that came with the head, credited like any chunk."""
         first, self._first = self._first, b""

@@ -81,8 +81,9 @@ class AsyncResponse(ResponseBase):
 
     async def aread(self) -> bytes:
         """Read the rest of the body; returns and keeps it as ``body``."""
-        if self._body is None:
+        if self._body is None and not self._came_whole():
             self._body = b"".join([part async for part in self.stream()])
+        assert self._body is not None
         return self._body
 
     async def aclose(self) -> None:

@@ -77,8 +77,9 @@ class Response(ResponseBase):
 
     def read(self) -> bytes:
         """Read the rest of the body; returns and keeps it as ``body``."""
-        if self._body is None:
+        if self._body is None and not self._came_whole():
             self._body = b"".join(self.stream())
+        assert self._body is not None
         return self._body
 
     def close(self) -> None:
