@@ -68,8 +68,20 @@ class ClientGone(Exception):
     pass
 
 
+_HOST_ONLY = frozenset({b"host"})
+
+
 def _strip(headers: list[tuple[bytes, bytes]] | Headers) -> list[tuple[bytes, bytes]]:
     """Headers without the hop-by-hop ones, including those Connection names."""
+    lowered = b"\n".join([name for name, _ in headers]).lower()
+    names = lowered.split(b"\n")
+    hop = HOP_BY_HOP.intersection(names)
+    if (not hop or hop == _HOST_ONLY) and b"proxy-" not in lowered:
+        # Nothing to remove but Host, if that (the usual case): a few C
+        # calls, not several per field.
+        if not hop:
+            return [(name, value) for name, value in headers]
+        return [pair for pair, low in zip(headers, names, strict=True) if low != b"host"]
     named: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
