@@ -5,15 +5,48 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import httpcore
-from httpcore._models import parse_url
+from httpcore._models import normalize_headers, parse_url
 from tests.servers import raw as handlers
 from tests.servers.handles import HTTPServer, RawFactory
 
 
 def _host_headers(req: handlers.RawRequest) -> list[bytes]:
     return req.header(b"host")
+
+
+# ---- header checks (unit level) -----------------------------------------------------
+
+_FIELD_ALPHABET = b"aZ9-_ :\t\r\n\x00\x0b\x0c\x80~("
+_FIELD_BYTES = st.binary(max_size=6).map(
+    lambda raw: bytes(_FIELD_ALPHABET[x % len(_FIELD_ALPHABET)] for x in raw)
+)
+
+
+def _checked(headers: object) -> object:
+    try:
+        return normalize_headers(headers)  # type: ignore[arg-type]
+    except httpcore.LocalProtocolError as exc:
+        return ("refused", str(exc))
+
+
+_NAMES = st.one_of(st.text("aZ9-_~", min_size=1, max_size=5).map(str.encode), _FIELD_BYTES)
+_VALUES = st.one_of(
+    st.text("ab \t\x80", max_size=5).map(lambda t: t.encode("latin-1")), _FIELD_BYTES
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=5))
+def test_list_headers_are_checked_as_the_long_way_checks_them(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """A list of bytes pairs takes a shortcut (whole-list checks); a tuple of
+    the same pairs goes field by field. Same fields out, or the same refusal."""
+    assert _checked(list(headers)) == _checked(tuple(headers))
 
 
 # ---- URL parsing (unit level) -------------------------------------------------------

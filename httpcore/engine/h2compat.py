@@ -293,6 +293,23 @@ def _check_hpack_cache() -> bool:
 # -- h2: the connection ----------------------------------------------------------------
 
 
+def _open_stays_open() -> bool:
+    """Whether h2's connection state machine, open, takes a sent or a
+    received HEADERS frame with no change and no side effect: then the fast
+    paths need not ask it (its dict lookup hashes two Python enums)."""
+    table = getattr(h2.connection.H2ConnectionStateMachine, "_transitions", None)
+    if not isinstance(table, dict):
+        return False
+    same = (None, ConnectionState.CLIENT_OPEN)
+    return all(
+        table.get((ConnectionState.CLIENT_OPEN, what)) == same
+        for what in (ConnectionInputs.SEND_HEADERS, ConnectionInputs.RECV_HEADERS)
+    )
+
+
+_OPEN_STAYS_OPEN = _open_stays_open()
+
+
 class H2Connection(h2.connection.H2Connection):
     """h2's connection with the patches that passed their checks."""
 
@@ -374,7 +391,8 @@ class H2Connection(h2.connection.H2Connection):
             raise h2.exceptions.TooManyStreamsError(
                 f"Max outbound streams is {limit}, {open_streams} open"
             )
-        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        if self.state_machine.state is not ConnectionState.CLIENT_OPEN or not _OPEN_STAYS_OPEN:
+            self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         stream = self._begin_new_stream(stream_id, AllowedStreamIDs.ODD)
         machine = stream.state_machine
         machine.process_input(StreamInputs.SEND_HEADERS)
@@ -412,7 +430,8 @@ class H2Connection(h2.connection.H2Connection):
         if hit is None or not hit[1]:
             return False
         fields, _, length = hit
-        self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        if not _OPEN_STAYS_OPEN:  # the state is CLIENT_OPEN (checked above)
+            self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
         config = self.config
         if (
             config.validate_inbound_headers
