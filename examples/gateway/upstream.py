@@ -8,8 +8,10 @@ is imported only when chosen (httpx lives in a separate virtualenv, where
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,26 +92,27 @@ class _HttpcoreReply:
         self.http_version: str = response.http_version
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        import httpcore
-
-        try:
+        with self._translated():
             async for chunk in self._response.stream():
                 yield chunk
-        except httpcore.TimeoutException as exc:
-            raise UpstreamError("timeout", str(exc)) from exc
-        except httpcore.HTTPCoreError as exc:
-            raise UpstreamError("protocol", str(exc)) from exc
 
     async def read(self) -> bytes:
+        with self._translated():
+            data: bytes = await self._response.aread()
+        return data
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _translated() -> Iterator[None]:
+        """The body's errors as the gateway's."""
         import httpcore
 
         try:
-            data: bytes = await self._response.aread()
+            yield
         except httpcore.TimeoutException as exc:
             raise UpstreamError("timeout", str(exc)) from exc
         except httpcore.HTTPCoreError as exc:
             raise UpstreamError("protocol", str(exc)) from exc
-        return data
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -207,26 +210,24 @@ class _AiohttpReply:
         self.http_version = f"HTTP/{response.version.major}.{response.version.minor}"
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        import asyncio
-
-        try:
+        with self._translated():
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except asyncio.TimeoutError as exc:
-            raise UpstreamError("timeout", "upstream read timed out") from exc
-        except self._error as exc:
-            raise UpstreamError("protocol", str(exc)) from exc
 
     async def read(self) -> bytes:
-        import asyncio
-
-        try:
+        with self._translated():
             data: bytes = await self._response.read()
+        return data
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The body's errors as the gateway's."""
+        try:
+            yield
         except asyncio.TimeoutError as exc:
             raise UpstreamError("timeout", "upstream read timed out") from exc
         except self._error as exc:
             raise UpstreamError("protocol", str(exc)) from exc
-        return data
 
     async def aclose(self) -> None:
         self._response.release()
@@ -250,8 +251,6 @@ class AiohttpClient:
         body: AsyncIterator[bytes] | bytes | None,
         limits: Limits,
     ) -> Reply:
-        import asyncio
-
         aiohttp = self._aiohttp
         if self._session is None:
             self._session = aiohttp.ClientSession(
