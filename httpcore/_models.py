@@ -25,15 +25,16 @@ HeaderTypes: TypeAlias = (
 )
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-"""A method or field name, with ``fullmatch`` (``$`` would let a final LF by)."""
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-"""What a token is made of (as _TOKEN): deleting these leaves nothing of one."""
-_ODD_IN_VALUES = b"\x00\r\n\x0b\x0c \t"
-"""A refused byte or a blank: a value holding none needs no closer look."""
-_BLANKS = (0x20, 0x09)
-_BAD_VALUE = re.compile(rb"[\x00\r\n\x0b\x0c]")
+"""What a method or field name is made of: deleting these leaves nothing of one."""
+_TOKEN = re.compile(b"[" + re.escape(_TOKEN_BYTES) + b"]+")
+"""A method or field name, with ``fullmatch`` (``$`` would let a final LF by)."""
+_REFUSED_IN_VALUES = b"\x00\r\n\x0b\x0c"
 """Bytes h11 refuses in a field value; checked here so the engine need not."""
+_BAD_VALUE = re.compile(b"[" + re.escape(_REFUSED_IN_VALUES) + b"]")
+_BLANKS = b" \t"
+_ODD_IN_VALUES = _REFUSED_IN_VALUES + _BLANKS
+"""A refused byte or a blank: a value holding none needs no closer look."""
 _BAD_URL = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_URL_TEXT = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 """Refused anywhere in a URL, the fragment included: never on the wire."""

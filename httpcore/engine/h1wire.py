@@ -76,12 +76,12 @@ def wire_request(
     return b"".join(head), close
 
 
-HeadMemo = dict[bytes, "_Fields"]
+_Fields = tuple[int, bytes, tuple[tuple[bytes, bytes], ...], int, bool]
+"""status, reason, headers, content-length (-1: none), Connection: close."""
+HeadMemo = dict[bytes, _Fields]
 """Heads already parsed on one connection, by their bytes: a server repeats a
 few heads (nginx's change once a second, with its Date), and parsing one was
 ~11% of the engine's time per small HTTP/1.1 request."""
-_Fields = tuple[int, bytes, tuple[tuple[bytes, bytes], ...], int, bool]
-"""status, reason, headers, content-length (-1: none), Connection: close."""
 _HEADS_REMEMBERED = 32
 
 
