@@ -377,6 +377,13 @@ prefix = "/tls"
 upstreams = ["https://127.0.0.1:{upstream.tls}"]
 protocol = "auto"
 ca_file = "{cafile}"
+
+# TLS, HTTP/1.1 only: /tls1/small (aiohttp's like-for-like row for ours' TLS HTTP/2)
+[[route]]
+prefix = "/tls1"
+upstreams = ["https://127.0.0.1:{upstream.tls}"]
+protocol = "http1"
+ca_file = "{cafile}"
 """)
     return path
 
@@ -504,6 +511,7 @@ class Target:
     bound: float
     metric: str = "rate"  # or "p99"
     lower_is_better: bool = False
+    ours: str | None = None  # judges this row of ours only (None: every row of ours)
 
 
 @dataclass(frozen=True)
@@ -554,8 +562,11 @@ def scenarios(big_conns: int) -> dict[str, Scenario]:
             "over HTTP/1.1 (up to 100), wrk -t1 -c100", "wrk",
             (RowSpec("ours-h2c", "ours", "/h2c/small", True, "h2c prior knowledge"),
              RowSpec("ours-h2-tls", "ours", "/tls/small", True, "TLS, ALPN h2, ca_file"),
-             RowSpec("aiohttp", "aiohttp", "/small")),
-            (Target("aiohttp", 1.5),),
+             RowSpec("aiohttp", "aiohttp", "/small"),
+             RowSpec("aiohttp-tls", "aiohttp", "/tls1/small", False,
+                     "TLS, HTTP/1.1, ca_file: the like-for-like peer of ours-h2-tls")),
+            (Target("aiohttp", 1.5, ours="ours-h2c"),
+             Target("aiohttp-tls", 1.5, ours="ours-h2-tls")),
             one_connection=("ours-h2c", "ours-h2-tls"),
         ),
         Scenario(
@@ -654,7 +665,7 @@ def measure(sc: Scenario, row: Row, gw: Gateway, upstream: Upstream, duration: f
 def upstream_port(spec: RowSpec, upstream: Upstream) -> int:
     if spec.path.startswith("/h2c/"):
         return upstream.h2c
-    if spec.path.startswith("/tls/"):
+    if spec.path.startswith(("/tls/", "/tls1/")):
         return upstream.tls
     return upstream.h1
 
@@ -774,7 +785,7 @@ def table(sc: Scenario, rows: dict[str, Row]) -> tuple[list[str], dict]:
     for o in ours:
         head += f" {o + '/peer':>16}"
     out.append(head)
-    rate_targets = {t.peer: t for t in sc.targets if t.metric == "rate"}
+    rate_targets = {(t.peer, t.ours): t for t in sc.targets if t.metric == "rate"}
     p99_targets = {t.peer: t for t in sc.targets if t.metric == "p99"}
     ratios: dict[str, dict[str, float]] = {}
     problems: dict[str, list[str]] = {}
@@ -807,7 +818,7 @@ def table(sc: Scenario, rows: dict[str, Row]) -> tuple[list[str], dict]:
                     ratio = om / m
                     ratios.setdefault(o, {})[name] = ratio
                     cell = f"{ratio:.2f}x"
-                    t = rate_targets.get(name)
+                    t = rate_targets.get((name, None)) or rate_targets.get((name, o))
                     if t is not None:
                         cell += " " + ("BAD" if problems.get(o) else verdict(t, ratio))
                 line += f" {cell:>16}"
@@ -1108,7 +1119,8 @@ def main() -> int:
             results[key] = data
             if opts.profile and key in ("small", "h2up"):
                 for spec in specs:
-                    if spec.name in ("ours", "ours-thread", "aiohttp", "ours-h2c", "ours-h2-tls"):
+                    if spec.name in ("ours", "ours-thread", "aiohttp", "ours-h2c", "ours-h2-tls",
+                                     "aiohttp-tls"):
                         profiles += pyspy_profile(sc, spec, upstream, duration)
         if "small" in all_rows and ready["gateway"] is None:
             bridge = run_bridge()
