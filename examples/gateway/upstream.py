@@ -45,9 +45,10 @@ class Limits:
 
 class _BodyErrors:
     """A reply body's errors as the gateway's: a timeout is "timeout", any
-    other error of the client's is "protocol". A plain context manager, one
-    per client: ``contextlib.contextmanager`` made a generator on every body
-    read, about a microsecond per small reply."""
+    other error of the client's is "protocol". A plain context manager that
+    keeps no state per use, so one per client serves every reply at once:
+    ``contextlib.contextmanager`` made a generator on every body read, about
+    a microsecond per small reply."""
 
     __slots__ = ("_protocol", "_timeout", "_timeout_message")
 
