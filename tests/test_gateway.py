@@ -611,6 +611,29 @@ def test_upstream_reset_mid_body_truncates_downstream(
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("route", "fault", "status", "body"),
+    [
+        ("/fault", "short-reset", 502, b"bad gateway\n"),
+        ("/stall", "short", 504, b"upstream timed out\n"),
+    ],
+)
+def test_small_body_failing_before_the_head_is_502_or_504(
+    gw: Gateway, client: httpcore.Client, route: str, fault: str, status: int, body: bytes
+) -> None:
+    """A small body is read whole before the head is relayed; if the upstream
+    resets (or stalls past read_timeout, 0.5 s on /stall) inside it, the
+    client has been sent nothing and gets the gateway's 502/504, not the
+    ASGI server's 500 for an app that never started its response."""
+    target = f"{route}/{fault}-{mark()}"
+    r = client.request("GET", gw.url(target))
+    assert (r.status_code, r.body) == (status, body)
+    gw.wait_log(rf"gateway GET {target} -> \S+ broke before the response")
+    line = gw.access(target)
+    assert (line.status, line.nbytes) == (status, len(body))
+
+
+@pytest.mark.timeout(20)
 def test_client_disconnect_before_response_cancels_upstream(
     gw: Gateway, upstreams: Upstreams
 ) -> None:

@@ -241,22 +241,38 @@ class Gateway:
             break
         if reply is None:
             assert error is not None
-            status = 504 if error.timed_out else 502
-            reason = b"upstream timed out\n" if status == 504 else b"bad gateway\n"
             logger.warning("%s %s -> %s: %s", method, suffix, state.upstream, error)
-            await _answer(send, status, reason)
-            self._log(scope, state.upstream, status, len(reason), started)
+            await self._fail(scope, send, state.upstream, error, started)
             return
         assert chosen is not None
         try:
             await self._relay(send, reply, method, state)
             self._log(scope, chosen.url, reply.status, state.sent, started)
         except UpstreamError as exc:
-            logger.warning("%s %s -> %s broke mid-response: %s", method, suffix, chosen.url, exc)
-            self._log(scope, chosen.url, reply.status, state.sent, started)
+            if state.started:
+                logger.warning(
+                    "%s %s -> %s broke mid-response: %s", method, suffix, chosen.url, exc
+                )
+                self._log(scope, chosen.url, reply.status, state.sent, started)
+            else:
+                # A small body is read whole before the head goes out: the
+                # client has been sent nothing yet and gets the gateway's answer.
+                logger.warning(
+                    "%s %s -> %s broke before the response: %s", method, suffix, chosen.url, exc
+                )
+                await self._fail(scope, send, chosen.url, exc, started)
         finally:
             chosen.outstanding -= 1
             await reply.aclose()
+
+    async def _fail(
+        self, scope: Scope, send: Send, upstream: str, error: UpstreamError, started: float
+    ) -> None:
+        """502, or 504 when the upstream timed out, as nginx answers them."""
+        status = 504 if error.timed_out else 502
+        reason = b"upstream timed out\n" if status == 504 else b"bad gateway\n"
+        await _answer(send, status, reason)
+        self._log(scope, upstream, status, len(reason), started)
 
     async def _relay(self, send: Send, reply: Reply, method: str, state: _State) -> None:
         """The response, downstream: whole if small, else chunk by chunk at the
@@ -268,14 +284,15 @@ class Gateway:
                 small = value.isdigit() and int(value) <= SMALL_BODY
         if method == "HEAD":
             small = True
-        state.started = True
         if small:
             data = await reply.read()
+            state.started = True
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             state.finished = True
             await send({"type": "http.response.body", "body": data})
             state.sent = len(data)
             return
+        state.started = True
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         async for chunk in reply.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -12,7 +12,9 @@ target: :func:`wait_signal` waits for one target's signal, ignoring the rest.
   wait for the close), ``/reset`` and ``/reset-chunked`` (part of a body, then
   a TCP RST), ``/drip`` (a chunked body, a piece every ``DRIP_GAP`` s),
   ``/gate`` (part of a body, the rest once ``shared["gate"]`` is set),
-  ``/hop`` (a response full of hop-by-hop fields), else ``200 ok``.
+  ``/hop`` (a response full of hop-by-hop fields), ``/short`` and
+  ``/short-reset`` (SHORT_SENT of a small body's SHORT_LENGTH bytes, then
+  wait for the close, or a TCP RST), else ``200 ok``.
 * :func:`sink` reads a request body piece by piece and signals how much has
   arrived, so a test can tell streaming from buffering.
 * :data:`NGINX_HTTP1`: nginx over plain HTTP/1.1 serving ``/big`` (:data:`BIG`
@@ -39,6 +41,11 @@ PARTIAL_SENT = 256 * 1024
 GATE_LENGTH = 300_000
 GATE_FIRST = 100_000
 """``/gate``: a body of GATE_LENGTH bytes, GATE_FIRST of them before the gate."""
+
+SHORT_LENGTH = 100
+SHORT_SENT = 10
+"""``/short``: a Content-Length small enough for the gateway to read the body
+whole before it answers, and the bytes of it sent before the stop."""
 
 DRIP_PIECES = 8
 DRIP_GAP = 0.2
@@ -164,6 +171,17 @@ def faults(conn: RawConnection) -> None:
                 _reset(conn)
                 return
             server.signal("partial-sent", target)
+            closed = conn.wait_closed_by_peer(timeout=30)
+            server.signal("client-closed" if closed else "not-closed", target)
+            return
+        if b"/short" in target:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SHORT_LENGTH)
+            conn.send(b"s" * SHORT_SENT)
+            if b"/short-reset" in target:
+                server.signal("reset", target)
+                _reset(conn)
+                return
+            server.signal("short-sent", target)
             closed = conn.wait_closed_by_peer(timeout=30)
             server.signal("client-closed" if closed else "not-closed", target)
             return
