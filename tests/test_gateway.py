@@ -25,8 +25,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +48,7 @@ from tests.servers import gateway_upstreams as up
 from tests.servers.app import pattern
 from tests.servers.blackhole import Blackhole
 from tests.servers.gateway_process import (
+    ROOT,
     Gateway,
     connect,
     exchange,
@@ -787,6 +791,40 @@ def test_access_log_and_status(
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.timeout(30)
+def test_a_route_that_cannot_be_served_stops_the_start(tmp_path: Path) -> None:
+    """Pools and TLS contexts are made at start-up (the first request would
+    otherwise wait for them): an unreadable ca_file is a start-up error that
+    names its route, not a 502 on every request to it."""
+    missing = tmp_path / "no-such-ca.pem"
+    config = tmp_path / "routes.toml"
+    config.write_text(
+        toml_config(
+            [
+                {"prefix": "/plain", "upstreams": ["http://127.0.0.1:9"]},
+                {
+                    "prefix": "/secure",
+                    "upstreams": ["https://127.0.0.1:9"],
+                    "ca_file": str(missing),
+                },
+            ]
+        )
+    )
+    argv = [sys.executable, "-m", "examples.gateway", "--config", str(config)]
+    argv += ["--port", str(free_port())]
+    done = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert done.returncode != 0
+    assert f"route /secure (ca_file {missing}): FileNotFoundError" in done.stderr
+
+
 def test_two_workers_both_serve(http_server: HTTPServer, tmp_path: Path) -> None:
     config = tmp_path / "routes.toml"
     config.write_text(toml_config([{"prefix": "/echo", "upstreams": [http_server.base_url]}]))

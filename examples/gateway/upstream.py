@@ -99,6 +99,10 @@ class Client(Protocol):
         limits: Limits,
     ) -> Reply: ...
 
+    def prepare(self, limits: Limits) -> None:
+        """Make what requests with these limits need (pools, TLS contexts) now,
+        on the server's loop at start-up, rather than in the first request."""
+
     async def connections(self) -> list[dict[str, Any]]: ...
     async def aclose(self) -> None: ...
 
@@ -173,6 +177,9 @@ class HttpcoreClient:
                 limits=httpcore.Limits(max_connections=1000, max_keepalive_connections=200),
             )
         return pool
+
+    def prepare(self, limits: Limits) -> None:
+        self._pool(limits)
 
     async def send(
         self,
@@ -259,6 +266,27 @@ class AiohttpClient:
         self._session: Any = None
         self._contexts: dict[str | None, Any] = {}
 
+    def prepare(self, limits: Limits) -> None:
+        self._prepared(limits)
+
+    def _prepared(self, limits: Limits) -> tuple[Any, Any]:
+        """The session (made once) and the TLS context for these limits."""
+        aiohttp = self._aiohttp
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+        ssl_context = self._contexts.get(limits.ca_file) if limits.ca_file else True
+        if ssl_context is None:
+            import ssl
+
+            ssl_context = self._contexts[limits.ca_file] = ssl.create_default_context(
+                cafile=limits.ca_file
+            )
+        return self._session, ssl_context
+
     async def send(
         self,
         method: str,
@@ -268,25 +296,13 @@ class AiohttpClient:
         limits: Limits,
     ) -> Reply:
         aiohttp = self._aiohttp
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            )
+        session, ssl_context = self._prepared(limits)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=limits.connect_timeout, sock_read=limits.read_timeout
         )
         text_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
-        ssl_context = self._contexts.get(limits.ca_file) if limits.ca_file else True
-        if ssl_context is None:
-            import ssl
-
-            ssl_context = self._contexts[limits.ca_file] = ssl.create_default_context(
-                cafile=limits.ca_file
-            )
         try:
-            response = await self._session.request(
+            response = await session.request(
                 method,
                 url,
                 headers=text_headers,
@@ -360,6 +376,9 @@ class HttpxClient:
                 follow_redirects=False,
             )
         return client
+
+    def prepare(self, limits: Limits) -> None:
+        self._client(limits)
 
     async def send(
         self,
