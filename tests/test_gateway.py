@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
+import re
 import selectors
 import socket
 import subprocess
@@ -1017,3 +1019,104 @@ def test_the_gateway_process_collects_rarely(
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+# -- logging --------------------------------------------------------------------------------
+
+
+def test_log_lines_of_one_loop_pass_go_out_together(tmp_path: Path) -> None:
+    """PassBatchedHandler: lines written during a pass of the loop reach the
+    file only when the pass ends, all of them; without a running loop (and
+    once the loop that was to flush has stopped) a line goes out at once."""
+    from examples.gateway.logs import PassBatchedHandler
+
+    path = tmp_path / "log.txt"
+    stream = open(path, "w", buffering=64 * 1024)
+    handler = PassBatchedHandler(stream)
+    logger = logging.getLogger("test.gateway.batched")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+
+        async def main() -> tuple[str, str]:
+            for i in range(10):
+                logger.info("line %d", i)
+            during = path.read_text()
+            await asyncio.sleep(0)  # the pass ends: its flush runs
+            return during, path.read_text()
+
+        during, after = asyncio.run(main())
+        assert during == ""
+        assert after == "".join(f"line {i}\n" for i in range(10))
+
+        logger.info("no loop")
+        assert path.read_text().endswith("no loop\n")
+
+        async def stops_pending() -> None:
+            logger.info("scheduled")
+            asyncio.get_running_loop().stop()  # the loop stops before the pass's flush
+
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(stops_pending())
+            loop.run_forever()
+            assert task.done()
+        finally:
+            loop.close()
+        assert not path.read_text().endswith("scheduled\n")  # held for the pass...
+        logger.info("after")  # ...and out with the next line, its loop gone
+        assert path.read_text().endswith("scheduled\nafter\n")
+    finally:
+        logger.removeHandler(handler)
+        stream.close()
+
+
+def test_access_lines_are_written_as_logging_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access line skips the LogRecord (~24 µs a line in a busy gateway)
+    but reads as the installed handler's format writes a record: the same
+    timestamp form, the logger's name, the message; in order with records."""
+    from examples.gateway import logs
+
+    path = tmp_path / "log.txt"
+    stream = open(path, "w", buffering=64 * 1024)
+    handler = logs.PassBatchedHandler(stream)
+    handler.setFormatter(logs.SecondFormatter(logs.FORMAT))
+    logger = logging.getLogger("gateway.test-order")
+    logger.propagate = False
+    logger.addHandler(handler)
+    monkeypatch.setattr(logs, "_handler", handler)
+    try:
+        logger.warning("before")
+        logs.access("127.0.0.1 GET /x -> http://up 200 12 1.5ms")
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+        stream.close()
+    lines = path.read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + " gateway.test-order before", lines[0]), lines
+    access = r" gateway\.access 127\.0\.0\.1 GET /x -> http://up 200 12 1\.5ms"
+    assert re.fullmatch(stamp + access, lines[1]), lines
+    assert re.fullmatch(stamp + " gateway.test-order after", lines[2]), lines
+    record = logging.LogRecord("gateway.access", logging.INFO, "", 0, "m", None, None)
+    assert logging.Formatter(logs.FORMAT).format(record) == logs.SecondFormatter(
+        logs.FORMAT
+    ).format(record)
+
+
+def test_access_lines_go_through_logging_without_the_gateways_handler(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where setup_logging did not install its handler (an embedding app),
+    an access line is an ordinary record of ``gateway.access``."""
+    from examples.gateway import logs
+
+    monkeypatch.setattr(logs, "_handler", None)
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        logs.access("127.0.0.1 GET /y -> - 404 0 0.1ms")
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("gateway.access", "127.0.0.1 GET /y -> - 404 0 0.1ms")
+    ]

@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from .app import setup_logging
 from .config import load
+from .logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

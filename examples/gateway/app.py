@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .config import DOWN_FOR, Config, Route, Upstream
+from .logs import access, access_logger, setup_logging
 from .upstream import Client, Headers, Limits, Reply, UpstreamError, make_client
 
 Scope = dict[str, Any]
@@ -26,7 +27,6 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-access_log = logging.getLogger("gateway.access")
 logger = logging.getLogger("gateway")
 
 HOP_BY_HOP = frozenset(
@@ -389,16 +389,12 @@ class Gateway:
         await _answer(send, 200, data, b"application/json")
 
     def _log(self, scope: Scope, upstream: str, status: int, nbytes: int, started: float) -> None:
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %s -> %s %d %d %.1fms",
-                scope["client"][0] if scope.get("client") else "-",
-                scope["method"],
-                scope["path"],
-                upstream,
-                status,
-                nbytes,
-                (time.perf_counter() - started) * 1000,
+        if access_logger.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            ms = (time.perf_counter() - started) * 1000
+            access(
+                f"{client[0] if client else '-'} {scope['method']} {scope['path']} -> {upstream}"
+                f" {status} {nbytes} {ms:.1f}ms"
             )
 
 
@@ -468,14 +464,6 @@ async def _answer(send: Send, status: int, body: bytes, kind: bytes = b"text/pla
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def setup_logging() -> None:
-    """INFO to stderr; the access log off if GATEWAY_ACCESS_LOG is "0". Called
-    in every worker: the servers spawn their workers as fresh interpreters."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if os.environ.get("GATEWAY_ACCESS_LOG") == "0":
-        access_log.setLevel(logging.WARNING)
 
 
 def create_app() -> Gateway:
