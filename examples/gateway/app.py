@@ -220,7 +220,7 @@ class Gateway:
         state: _State,
         started: float,
     ) -> None:
-        limits = self._limits.get(id(route)) or self._route_limits(route)
+        limits = self._route_limits(route)
         now = time.monotonic()
         reply: Reply | None = None
         chosen: Upstream | None = None

@@ -146,6 +146,20 @@ def _reset(conn: RawConnection) -> None:
     conn.sock.close()
 
 
+def _cut_short(conn: RawConnection, target: bytes, data: bytes, reset: bool, sent: str) -> None:
+    """Send ``data`` (a head and the start of its body), then reset the
+    connection, or signal ``sent`` and wait for the peer to close it."""
+    server = conn.server
+    conn.send(data)
+    if reset:
+        server.signal("reset", target)
+        _reset(conn)
+        return
+    server.signal(sent, target)
+    closed = conn.wait_closed_by_peer(timeout=30)
+    server.signal("client-closed" if closed else "not-closed", target)
+
+
 def faults(conn: RawConnection) -> None:
     """Keep-alive; the behaviour is chosen by a word in the target (see the module doc)."""
     while True:
@@ -165,25 +179,12 @@ def faults(conn: RawConnection) -> None:
             else:
                 head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % PARTIAL_LENGTH
                 piece = b"p" * PARTIAL_SENT
-            conn.send(head + piece)
-            if b"/reset" in target:
-                server.signal("reset", target)
-                _reset(conn)
-                return
-            server.signal("partial-sent", target)
-            closed = conn.wait_closed_by_peer(timeout=30)
-            server.signal("client-closed" if closed else "not-closed", target)
+            _cut_short(conn, target, head + piece, b"/reset" in target, "partial-sent")
             return
         if b"/short" in target:
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SHORT_LENGTH)
-            conn.send(b"s" * SHORT_SENT)
-            if b"/short-reset" in target:
-                server.signal("reset", target)
-                _reset(conn)
-                return
-            server.signal("short-sent", target)
-            closed = conn.wait_closed_by_peer(timeout=30)
-            server.signal("client-closed" if closed else "not-closed", target)
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SHORT_LENGTH
+            data = head + b"s" * SHORT_SENT
+            _cut_short(conn, target, data, b"/short-reset" in target, "short-sent")
             return
         if b"/drip" in target:
             conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
