@@ -5,10 +5,10 @@ a busy gateway's CPU per small request (the logging call alone, timed in
 place: ~24 µs): a ``LogRecord`` with some twenty fields, the walk to the
 caller's frame, a ``strftime``, the handler chain, and a ``write`` system
 call per line (stderr is line-buffered and the handler flushes after every
-record); now it adds 5-8%. Here
-the access line is written straight into the log stream, in the format the
-other records get, and the stream is flushed once at the end of the event
-loop's pass: one write for every line of that pass.
+record); now it adds 5-8%. Here the access line is written straight into
+the log stream, in the format the other records get, and the stream is
+flushed once at the end of the event loop's pass: one write for every line
+of that pass.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def access(message: str) -> None:
     if handler is None:
         access_logger.info("%s", message)
         return
-    line = f"{_clock.stamp(time.time())} gateway.access {message}\n"
+    line = f"{_clock.stamp(time.time())} {access_logger.name} {message}\n"
     handler.acquire()
     try:
         handler.stream.write(line)
